@@ -1,0 +1,53 @@
+# Two commands a new user needs: `make run` and `make test`. Everything they need is set
+# up on first use (a .venv with the PyTorch wheel that provides libtorch), and nothing is
+# redone the second time.
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+VENV   := .venv
+STAMP  := $(VENV)/.requirements-installed
+BIN    := target/release/gradstream
+# torch-sys finds libtorch through the venv's python (see .cargo/config.toml).
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export LIBTORCH_USE_PYTORCH := 1
+
+.PHONY: run demo test bench setup build lint fmt clean
+
+$(STAMP): requirements.txt
+	@command -v python3 >/dev/null || { echo "python3 is required (3.10+)"; exit 1; }
+	@command -v cargo >/dev/null || { echo "cargo is required (Rust 1.85+, https://rustup.rs)"; exit 1; }
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+setup: $(STAMP)
+
+build: $(STAMP)
+	cargo build --release --locked
+
+# Starts the server on 127.0.0.1:50051 and runs a demo job through the CLI; the server
+# keeps running afterwards until Ctrl-C.
+run: build
+	scripts/demo.sh
+
+# Same, but stops the server once the demo job ends.
+demo: build
+	DEMO_EXIT=1 scripts/demo.sh
+
+test: $(STAMP)
+	cargo test --release --locked
+
+bench: build
+	cargo bench --locked --bench throughput
+	cargo bench --locked --bench watchers
+
+lint: $(STAMP)
+	cargo fmt --check
+	cargo clippy --release --locked --all-targets -- -D warnings
+
+fmt:
+	cargo fmt
+
+clean:
+	cargo clean
+	rm -rf $(VENV)

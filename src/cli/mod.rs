@@ -1,0 +1,183 @@
+//! The `gradstream` command line: `serve`, and client commands that talk to a server
+//! through the generated gRPC client.
+
+mod client;
+mod render;
+mod spec_args;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{LogFormat, ServeConfig};
+
+pub use spec_args::SpecArgs;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gradstream",
+    version,
+    about = "Train neural networks on libtorch over gRPC, and watch them learn."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How client commands reach the server and print.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// Server URL.
+    #[arg(
+        long,
+        env = "GRADSTREAM_SERVER",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    pub server: String,
+    /// Print events and jobs as JSON lines, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC server.
+    Serve(ServeConfig),
+    /// Submit a job and follow it live until it ends.
+    Train {
+        #[command(flatten)]
+        spec: SpecArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Submit a job and print its id (does not wait).
+    Submit {
+        #[command(flatten)]
+        spec: SpecArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Follow a job's events (history first, then live) until it ends.
+    Watch {
+        job_id: String,
+        /// First event to show.
+        #[arg(long, default_value_t = 1)]
+        from_seq: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List or inspect jobs.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Cancel a queued or running job.
+    Cancel {
+        job_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// All jobs, oldest first.
+    List,
+    /// One job, with its latest metrics.
+    Get { job_id: String },
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let log_format = match &cli.command {
+        Command::Serve(c) => c.log_format,
+        _ => LogFormat::Text,
+    };
+    init_tracing(log_format, matches!(cli.command, Command::Serve(_)));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(config) => serve(config).await,
+            Command::Train { spec, client } => client::train(&client, spec).await,
+            Command::Submit { spec, client } => client::submit(&client, spec).await,
+            Command::Watch {
+                job_id,
+                from_seq,
+                client,
+            } => client::watch(&client, &job_id, from_seq).await,
+            Command::Jobs { command, client } => match command {
+                JobsCommand::List => client::list(&client).await,
+                JobsCommand::Get { job_id } => client::get(&client, &job_id).await,
+            },
+            Command::Cancel { job_id, client } => client::cancel(&client, &job_id).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat, serving: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if serving { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn serve(config: ServeConfig) -> Result<std::process::ExitCode, String> {
+    let grace = config.shutdown_grace();
+    let mut server = crate::server::start(&config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let signal = shutdown_signal().await;
+    tracing::info!(signal, "signal received");
+    server.begin_shutdown();
+    // Jobs get `grace` to stop; the transport a little longer to flush the last events.
+    match tokio::time::timeout(grace + std::time::Duration::from_secs(5), server.wait()).await {
+        Ok(Ok(())) => {
+            tracing::info!("server stopped");
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => {
+            tracing::warn!("shutdown grace period exceeded; exiting anyway");
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}

@@ -1,0 +1,294 @@
+//! Printing for humans (progress bars, tables) and for scripts (`--json`, one object a line).
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+use crate::transport::pb;
+
+pub struct Renderer {
+    json: bool,
+    bar: Option<(u32, ProgressBar)>,
+}
+
+fn status_name(v: i32) -> &'static str {
+    pb::JobStatus::try_from(v)
+        .map(|s| s.as_str_name().trim_start_matches("JOB_STATUS_"))
+        .unwrap_or("UNKNOWN")
+}
+
+fn ts(t: &Option<prost_types::Timestamp>) -> Value {
+    t.as_ref().map_or(Value::Null, |t| json!(t.to_string()))
+}
+
+impl Renderer {
+    pub fn new(json: bool) -> Self {
+        Self { json, bar: None }
+    }
+
+    pub fn event(&mut self, ev: &pb::JobEvent) {
+        if self.json {
+            println!("{}", event_json(ev));
+            return;
+        }
+        use pb::job_event::Kind;
+        match &ev.kind {
+            Some(Kind::Status(s)) => {
+                self.finish();
+                println!(
+                    "[{}] {} {}",
+                    short(&ev.job_id),
+                    status_name(s.status),
+                    s.message
+                );
+            }
+            Some(Kind::Iteration(p)) => {
+                let bar = self.bar_for(p.epoch, p.iterations_per_epoch);
+                bar.set_position(u64::from(p.iteration));
+                bar.set_message(format!(
+                    "loss {:.4}  {:.0} samples/s",
+                    p.loss, p.samples_per_second
+                ));
+            }
+            Some(Kind::Epoch(e)) => {
+                self.finish();
+                print_epoch(e);
+            }
+            None => {}
+        }
+    }
+
+    fn bar_for(&mut self, epoch: u32, len: u32) -> &ProgressBar {
+        if self.bar.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            self.finish();
+            let bar = ProgressBar::new(u64::from(len));
+            bar.set_style(
+                ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(epoch.to_string());
+            self.bar = Some((epoch, bar));
+        }
+        &self.bar.as_ref().expect("bar was just set").1
+    }
+
+    pub fn finish(&mut self) {
+        if let Some((_, bar)) = self.bar.take() {
+            bar.finish();
+        }
+    }
+
+    pub fn job_line(&self, job: &pb::Job) {
+        if self.json {
+            println!("{}", job_json(job));
+        } else {
+            println!("{}\t{}\t{}", job.id, status_name(job.status), job.message);
+        }
+    }
+
+    pub fn job_table(&self, jobs: &[pb::Job]) {
+        if self.json {
+            for j in jobs {
+                println!("{}", job_json(j));
+            }
+            return;
+        }
+        println!(
+            "{:<36}  {:<9}  {:>6}  {:<20}  MESSAGE",
+            "ID", "STATUS", "EPOCHS", "NAME"
+        );
+        for j in jobs {
+            let total = j.spec.as_ref().map_or(0, |s| s.epochs);
+            println!(
+                "{:<36}  {:<9}  {:>6}  {:<20}  {}",
+                j.id,
+                status_name(j.status),
+                format!("{}/{}", j.epochs_completed, total),
+                j.spec.as_ref().map_or("", |s| s.name.as_str()),
+                j.message
+            );
+        }
+    }
+
+    pub fn job_detail(&self, job: &pb::Job) {
+        if self.json {
+            println!("{}", job_json(job));
+            return;
+        }
+        println!("id:          {}", job.id);
+        println!("status:      {} {}", status_name(job.status), job.message);
+        println!(
+            "epochs:      {}/{}",
+            job.epochs_completed,
+            job.spec.as_ref().map_or(0, |s| s.epochs)
+        );
+        println!("parameters:  {}", job.parameter_count);
+        println!("classes:     {}", job.labels.join(", "));
+        println!(
+            "samples:     {} train, {} validation",
+            job.train_samples, job.validation_samples
+        );
+        println!("device:      {}", job.device);
+        if let Some(e) = &job.last_epoch {
+            print_epoch(e);
+        }
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(8)]
+}
+
+fn print_epoch(e: &pb::EpochEnd) {
+    let summary = |m: &pb::Metrics| {
+        format!(
+            "loss {:.4}  acc {:.4}  macro-F1 {:.4}{}",
+            m.loss,
+            m.accuracy,
+            m.r#macro.map_or(0.0, |a| a.f1),
+            m.roc_auc.map_or(String::new(), |a| format!("  AUC {a:.4}"))
+        )
+    };
+    let train = e.train.as_ref().map(summary).unwrap_or_default();
+    match &e.validation {
+        Some(v) => println!(
+            "epoch {:>3}  train: {train}  |  validation: {}  ({:.2}s)",
+            e.epoch,
+            summary(v),
+            e.seconds
+        ),
+        None => println!("epoch {:>3}  train: {train}  ({:.2}s)", e.epoch, e.seconds),
+    }
+    if let Some(m) = e.validation.as_ref().or(e.train.as_ref()) {
+        let which = if e.validation.is_some() {
+            "validation"
+        } else {
+            "train"
+        };
+        print_confusion(which, m);
+        print_classes(m);
+    }
+}
+
+fn print_confusion(which: &str, m: &pb::Metrics) {
+    let Some(cm) = &m.confusion_matrix else {
+        return;
+    };
+    let n = cm.labels.len();
+    let w = cm
+        .labels
+        .iter()
+        .map(|l| l.len())
+        .chain(cm.counts.iter().map(|c| c.to_string().len()))
+        .max()
+        .unwrap_or(1)
+        .max(4);
+    println!("  {which} confusion matrix (rows: actual, columns: predicted)");
+    print!("  {:>w$} ", "");
+    for l in &cm.labels {
+        print!(" {l:>w$}");
+    }
+    println!();
+    for (a, label) in cm.labels.iter().enumerate() {
+        print!("  {label:>w$} ");
+        for p in 0..n {
+            print!(" {:>w$}", cm.counts.get(a * n + p).copied().unwrap_or(0));
+        }
+        println!();
+    }
+}
+
+fn print_classes(m: &pb::Metrics) {
+    let w = m
+        .per_class
+        .iter()
+        .map(|c| c.label.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!(
+        "  {:>w$}  {:>9}  {:>6}  {:>6}  {:>7}  {:>6}",
+        "class", "precision", "recall", "f1", "support", "auc"
+    );
+    for c in &m.per_class {
+        println!(
+            "  {:>w$}  {:>9.4}  {:>6.4}  {:>6.4}  {:>7}  {:>6}",
+            c.label,
+            c.precision,
+            c.recall,
+            c.f1,
+            c.support,
+            c.roc_auc.map_or("-".into(), |a| format!("{a:.4}"))
+        );
+    }
+}
+
+fn averages_json(a: &Option<pb::Averages>) -> Value {
+    a.as_ref().map_or(
+        Value::Null,
+        |a| json!({"precision": a.precision, "recall": a.recall, "f1": a.f1}),
+    )
+}
+
+fn metrics_json(m: &Option<pb::Metrics>) -> Value {
+    let Some(m) = m else { return Value::Null };
+    json!({
+        "loss": m.loss,
+        "accuracy": m.accuracy,
+        "confusion_matrix": m.confusion_matrix.as_ref().map(|c| json!({"labels": c.labels, "counts": c.counts})),
+        "per_class": m.per_class.iter().map(|c| json!({
+            "label": c.label, "precision": c.precision, "recall": c.recall, "f1": c.f1,
+            "support": c.support, "roc_auc": c.roc_auc,
+        })).collect::<Vec<_>>(),
+        "macro": averages_json(&m.r#macro),
+        "weighted": averages_json(&m.weighted),
+        "roc_auc": m.roc_auc,
+    })
+}
+
+fn epoch_json(e: &pb::EpochEnd) -> Value {
+    json!({"epoch": e.epoch, "train": metrics_json(&e.train), "validation": metrics_json(&e.validation), "seconds": e.seconds})
+}
+
+pub fn event_json(ev: &pb::JobEvent) -> Value {
+    use pb::job_event::Kind;
+    let mut v = json!({"job_id": ev.job_id, "seq": ev.seq, "time": ts(&ev.time)});
+    let (key, body) = match &ev.kind {
+        Some(Kind::Status(s)) => (
+            "status",
+            json!({"status": status_name(s.status), "message": s.message}),
+        ),
+        Some(Kind::Iteration(p)) => (
+            "iteration",
+            json!({
+                "epoch": p.epoch, "iteration": p.iteration, "iterations_per_epoch": p.iterations_per_epoch,
+                "global_step": p.global_step, "loss": p.loss, "learning_rate": p.learning_rate,
+                "samples_per_second": p.samples_per_second,
+            }),
+        ),
+        Some(Kind::Epoch(e)) => ("epoch", epoch_json(e)),
+        None => return v,
+    };
+    v[key] = body;
+    v
+}
+
+fn job_json(j: &pb::Job) -> Value {
+    json!({
+        "id": j.id,
+        "name": j.spec.as_ref().map(|s| s.name.clone()),
+        "status": status_name(j.status),
+        "message": j.message,
+        "created": ts(&j.created),
+        "started": ts(&j.started),
+        "finished": ts(&j.finished),
+        "epochs": j.spec.as_ref().map(|s| s.epochs),
+        "epochs_completed": j.epochs_completed,
+        "parameter_count": j.parameter_count,
+        "labels": j.labels,
+        "train_samples": j.train_samples,
+        "validation_samples": j.validation_samples,
+        "device": j.device,
+        "last_epoch": j.last_epoch.as_ref().map(epoch_json),
+    })
+}

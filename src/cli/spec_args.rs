@@ -1,0 +1,156 @@
+//! Command-line flags that describe a job, turned into a `JobSpec` request. The server
+//! validates; this only translates.
+
+use crate::transport::pb;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ActivationArg {
+    Relu,
+    Tanh,
+    Sigmoid,
+    LeakyRelu,
+    Gelu,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum OptimizerArg {
+    Sgd,
+    Adam,
+    Adamw,
+    Rmsprop,
+    Adadelta,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SpecArgs {
+    /// Job name shown in listings.
+    #[arg(long, default_value = "")]
+    pub name: String,
+    /// CSV file, relative to the server's data directory (otherwise synthetic data is used).
+    #[arg(long)]
+    pub csv: Option<String>,
+    /// Header name of the CSV label column (default: the last column).
+    #[arg(long, default_value = "")]
+    pub label_column: String,
+    /// Synthetic data: number of samples.
+    #[arg(long, default_value_t = 2000)]
+    pub samples: u32,
+    /// Synthetic data: number of features.
+    #[arg(long, default_value_t = 16)]
+    pub features: u32,
+    /// Synthetic data: number of classes.
+    #[arg(long, default_value_t = 3)]
+    pub classes: u32,
+    /// Synthetic data: relative class frequencies, comma-separated (e.g. 0.9,0.1).
+    #[arg(long, value_delimiter = ',')]
+    pub class_ratios: Vec<f64>,
+    /// Synthetic data: distance between class centres (larger is easier).
+    #[arg(long)]
+    pub separation: Option<f64>,
+    /// Synthetic data: generator seed.
+    #[arg(long, default_value_t = 0)]
+    pub data_seed: u64,
+    /// Hidden layer widths, comma-separated (e.g. 128,64).
+    #[arg(long, value_delimiter = ',', default_value = "64")]
+    pub hidden: Vec<u32>,
+    #[arg(long, value_enum, default_value_t = ActivationArg::Relu)]
+    pub activation: ActivationArg,
+    /// Batch normalization after each hidden layer.
+    #[arg(long)]
+    pub batch_norm: bool,
+    /// Dropout probability after each hidden activation.
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f64,
+    #[arg(long, default_value_t = 5)]
+    pub epochs: u32,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: u32,
+    /// Learning rate.
+    #[arg(long = "lr", default_value_t = 0.001)]
+    pub learning_rate: f64,
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
+    pub optimizer: OptimizerArg,
+    /// SGD/RMSprop momentum.
+    #[arg(long, default_value_t = 0.0)]
+    pub momentum: f64,
+    /// SGD Nesterov momentum.
+    #[arg(long)]
+    pub nesterov: bool,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// One weight per class, comma-separated, in class order.
+    #[arg(long, value_delimiter = ',')]
+    pub class_weights: Vec<f64>,
+    /// Fraction held out for validation (default 0.2).
+    #[arg(long)]
+    pub validation_fraction: Option<f64>,
+    /// Seed for split, shuffling, initial weights and dropout.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Iterations between progress events (0: about 20 per epoch).
+    #[arg(long, default_value_t = 0)]
+    pub report_every: u32,
+}
+
+impl SpecArgs {
+    pub fn to_request(&self) -> pb::SubmitJobRequest {
+        let source = match &self.csv {
+            Some(path) => pb::dataset::Source::Csv(pb::CsvDataset {
+                path: path.clone(),
+                label_column: self.label_column.clone(),
+            }),
+            None => pb::dataset::Source::Synthetic(pb::SyntheticDataset {
+                samples: self.samples,
+                features: self.features,
+                classes: self.classes,
+                class_ratios: self.class_ratios.clone(),
+                separation: self.separation,
+                seed: self.data_seed,
+            }),
+        };
+        let activation = match self.activation {
+            ActivationArg::Relu => pb::Activation::Relu,
+            ActivationArg::Tanh => pb::Activation::Tanh,
+            ActivationArg::Sigmoid => pb::Activation::Sigmoid,
+            ActivationArg::LeakyRelu => pb::Activation::LeakyRelu,
+            ActivationArg::Gelu => pb::Activation::Gelu,
+        };
+        let kind = match self.optimizer {
+            OptimizerArg::Sgd => pb::OptimizerKind::Sgd,
+            OptimizerArg::Adam => pb::OptimizerKind::Adam,
+            OptimizerArg::Adamw => pb::OptimizerKind::Adamw,
+            OptimizerArg::Rmsprop => pb::OptimizerKind::Rmsprop,
+            OptimizerArg::Adadelta => pb::OptimizerKind::Adadelta,
+        };
+        pb::SubmitJobRequest {
+            spec: Some(pb::JobSpec {
+                name: self.name.clone(),
+                dataset: Some(pb::Dataset {
+                    source: Some(source),
+                }),
+                model: Some(pb::Model {
+                    kind: Some(pb::model::Kind::Mlp(pb::Mlp {
+                        hidden_layers: self.hidden.clone(),
+                        activation: activation as i32,
+                        batch_norm: self.batch_norm,
+                        dropout: self.dropout,
+                    })),
+                }),
+                epochs: self.epochs,
+                batch_size: self.batch_size,
+                learning_rate: self.learning_rate,
+                optimizer: Some(pb::Optimizer {
+                    kind: kind as i32,
+                    momentum: self.momentum,
+                    nesterov: self.nesterov,
+                    weight_decay: self.weight_decay,
+                    ..Default::default()
+                }),
+                class_weights: self.class_weights.clone(),
+                validation_fraction: self.validation_fraction,
+                seed: self.seed,
+                report_every: self.report_every,
+            }),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Server settings. Each has a built-in default, can be set by an environment variable
+//! `GRADSTREAM_*`, and a command-line flag overrides both.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::engine::DeviceChoice;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `gradstream serve` settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeConfig {
+    /// Address to listen on; port 0 picks a free port (the log says which).
+    #[arg(long, env = "GRADSTREAM_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: String,
+    /// CSV datasets named in job specs are read from under this directory.
+    #[arg(long, env = "GRADSTREAM_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Where the server keeps its state; created if missing.
+    #[arg(long, env = "GRADSTREAM_STATE_DIR", default_value = ".state")]
+    pub state_dir: PathBuf,
+    /// Jobs that train at the same time; the rest wait QUEUED in submission order.
+    #[arg(long, env = "GRADSTREAM_MAX_CONCURRENT_JOBS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_jobs: u16,
+    /// Device to train on: auto picks CUDA when available, else CPU.
+    #[arg(long, env = "GRADSTREAM_DEVICE", value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Log line format (the level comes from RUST_LOG, default info).
+    #[arg(long, env = "GRADSTREAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Seconds to wait for running jobs to stop on SIGTERM/SIGINT.
+    #[arg(long, env = "GRADSTREAM_SHUTDOWN_GRACE", default_value_t = 30)]
+    pub shutdown_grace: u64,
+}
+
+impl ServeConfig {
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeConfig,
+    }
+
+    #[test]
+    fn defaults_load() {
+        let c = Cli::try_parse_from(["gradstream"]).unwrap().serve;
+        assert_eq!(c.listen, "127.0.0.1:50051");
+        assert_eq!(c.data_dir, PathBuf::from("data"));
+        assert_eq!(c.max_concurrent_jobs, 1);
+        assert_eq!(c.device, DeviceChoice::Auto);
+        assert_eq!(c.shutdown_grace(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn flags_override_defaults_and_zero_slots_is_refused() {
+        let c = Cli::try_parse_from([
+            "gradstream",
+            "--max-concurrent-jobs",
+            "3",
+            "--device",
+            "cpu",
+        ])
+        .unwrap()
+        .serve;
+        assert_eq!(c.max_concurrent_jobs, 3);
+        assert_eq!(c.device, DeviceChoice::Cpu);
+        assert!(Cli::try_parse_from(["gradstream", "--max-concurrent-jobs", "0"]).is_err());
+    }
+}

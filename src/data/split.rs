@@ -1,0 +1,139 @@
+//! Stratified train/validation split and z-score normalization.
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use super::Dataset;
+
+/// Row indices of the two splits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    pub train: Vec<usize>,
+    pub validation: Vec<usize>,
+}
+
+/// Holds out about `fraction` of every class for validation, keeping at least one sample
+/// of each class in training.
+pub fn stratified_split(data: &Dataset, fraction: f64, seed: u64) -> Split {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); data.labels.len()];
+    for (i, &t) in data.targets.iter().enumerate() {
+        by_class[t].push(i);
+    }
+    let mut split = Split {
+        train: Vec::with_capacity(data.rows()),
+        validation: Vec::new(),
+    };
+    for mut rows in by_class {
+        rows.shuffle(&mut rng);
+        let n = rows.len();
+        let held = ((n as f64 * fraction).round() as usize).min(n.saturating_sub(1));
+        split.validation.extend_from_slice(&rows[..held]);
+        split.train.extend_from_slice(&rows[held..]);
+    }
+    split.train.sort_unstable();
+    split.validation.sort_unstable();
+    split
+}
+
+/// Per-feature mean and standard deviation of the training rows; applied to every split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalizer {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Normalizer {
+    /// Statistics over `rows` of `data` (population std; a constant feature gets std 1).
+    pub fn fit(data: &Dataset, rows: &[usize]) -> Self {
+        let d = data.width;
+        let n = rows.len().max(1) as f64;
+        let mut mean = vec![0f64; d];
+        for &r in rows {
+            for (m, v) in mean.iter_mut().zip(data.row(r)) {
+                *m += *v as f64;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n);
+        let mut var = vec![0f64; d];
+        for &r in rows {
+            for ((s, v), m) in var.iter_mut().zip(data.row(r)).zip(&mean) {
+                *s += (*v as f64 - m).powi(2);
+            }
+        }
+        let std = var
+            .iter()
+            .map(|s| {
+                let sd = (s / n).sqrt();
+                if sd > 1e-12 { sd as f32 } else { 1.0 }
+            })
+            .collect();
+        Self {
+            mean: mean.into_iter().map(|m| m as f32).collect(),
+            std,
+        }
+    }
+
+    /// The normalized features of `rows`, row-major.
+    pub fn apply(&self, data: &Dataset, rows: &[usize]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(rows.len() * data.width);
+        for &r in rows {
+            out.extend(
+                data.row(r)
+                    .iter()
+                    .zip(&self.mean)
+                    .zip(&self.std)
+                    .map(|((v, m), s)| (v - m) / s),
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(counts: &[usize]) -> Dataset {
+        let targets: Vec<usize> = counts
+            .iter()
+            .enumerate()
+            .flat_map(|(c, &n)| std::iter::repeat_n(c, n))
+            .collect();
+        Dataset {
+            width: 1,
+            features: (0..targets.len()).map(|i| i as f32).collect(),
+            labels: (0..counts.len()).map(|c| c.to_string()).collect(),
+            targets,
+        }
+    }
+
+    #[test]
+    fn split_is_stratified_disjoint_and_complete() {
+        let d = data(&[90, 10]);
+        let s = stratified_split(&d, 0.2, 1);
+        let count = |rows: &[usize], c| rows.iter().filter(|&&r| d.targets[r] == c).count();
+        assert_eq!((count(&s.validation, 0), count(&s.validation, 1)), (18, 2));
+        assert_eq!((count(&s.train, 0), count(&s.train, 1)), (72, 8));
+        let mut all: Vec<usize> = s.train.iter().chain(&s.validation).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn every_class_keeps_a_training_sample() {
+        let d = data(&[5, 1]);
+        let s = stratified_split(&d, 0.8, 1);
+        assert!(s.train.iter().any(|&r| d.targets[r] == 1));
+    }
+
+    #[test]
+    fn normalizer_uses_training_rows_only() {
+        let d = data(&[2, 2]); // features 0,1,2,3
+        let n = Normalizer::fit(&d, &[0, 1]); // mean 0.5, std 0.5
+        assert_eq!(n.mean, vec![0.5]);
+        assert_eq!(n.std, vec![0.5]);
+        assert_eq!(n.apply(&d, &[0, 3]), vec![-1.0, 5.0]);
+    }
+}

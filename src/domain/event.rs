@@ -1,0 +1,79 @@
+use std::time::SystemTime;
+
+use crate::metrics::Metrics;
+
+/// Where a job is in its life. QUEUED → RUNNING → one of the three terminal states;
+/// a queued job may also go straight to CANCELLED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    /// True for the states a job never leaves.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "QUEUED",
+            Self::Running => "RUNNING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+}
+
+/// One entry in a job's event log. `seq` runs 1, 2, 3… per job with no gaps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobEvent {
+    pub job_id: String,
+    pub seq: u64,
+    pub time: SystemTime,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventKind {
+    Status { status: JobStatus, message: String },
+    Iteration(IterationProgress),
+    Epoch(EpochEnd),
+}
+
+/// Training progress over the iterations since the previous report.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IterationProgress {
+    pub epoch: u32,
+    pub iteration: u32,
+    pub iterations_per_epoch: u32,
+    pub global_step: u64,
+    pub loss: f64,
+    pub learning_rate: f64,
+    pub samples_per_second: f64,
+}
+
+/// Metrics at the end of an epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochEnd {
+    pub epoch: u32,
+    pub train: Metrics,
+    pub validation: Option<Metrics>,
+    pub seconds: f64,
+}
+
+/// What the engine learned while setting up a run: reported once, before the first iteration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunInfo {
+    pub parameter_count: u64,
+    pub labels: Vec<String>,
+    pub train_samples: u64,
+    pub validation_samples: u64,
+    pub iterations_per_epoch: u32,
+    pub device: String,
+}

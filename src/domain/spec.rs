@@ -1,0 +1,415 @@
+//! A training job's specification and the checks that need no data.
+
+use std::fmt;
+
+/// Upper bound on `epochs`; more is almost certainly a mistake (a unit mix-up).
+pub const MAX_EPOCHS: u32 = 10_000;
+/// Upper bound on `batch_size`.
+pub const MAX_BATCH_SIZE: u32 = 1 << 20;
+const MAX_FEATURES: u32 = 100_000;
+const MAX_CLASSES: u32 = 1_000;
+const MAX_SYNTHETIC_SAMPLES: u64 = 50_000_000;
+const MAX_HIDDEN_LAYERS: usize = 64;
+const MAX_LAYER_WIDTH: u32 = 65_536;
+
+/// A bad field in a request: which field, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SpecError {
+    /// Dotted path of the field, as named in the proto (`spec.batch_size`).
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl SpecError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSpec {
+    pub name: String,
+    pub dataset: DatasetSpec,
+    pub model: ModelSpec,
+    pub epochs: u32,
+    pub batch_size: u32,
+    pub learning_rate: f64,
+    pub optimizer: OptimizerSpec,
+    /// One per class in class order; empty = unweighted.
+    pub class_weights: Vec<f64>,
+    pub validation_fraction: f64,
+    pub seed: u64,
+    /// Iterations between progress reports; 0 = about 20 per epoch.
+    pub report_every: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatasetSpec {
+    /// A CSV file, relative to the server's data directory.
+    Csv {
+        path: String,
+        /// Header name of the label column; `None` = the last column.
+        label_column: Option<String>,
+    },
+    Synthetic(SyntheticSpec),
+}
+
+/// Gaussian clusters, one per class.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyntheticSpec {
+    pub samples: u64,
+    pub features: u32,
+    pub classes: u32,
+    /// Relative class frequencies; empty = balanced.
+    pub class_ratios: Vec<f64>,
+    pub separation: f64,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSpec {
+    Mlp(MlpSpec),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlpSpec {
+    pub hidden_layers: Vec<u32>,
+    pub activation: Activation,
+    pub batch_norm: bool,
+    pub dropout: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Relu,
+    Tanh,
+    Sigmoid,
+    LeakyRelu,
+    Gelu,
+}
+
+/// An optimizer with every default resolved (PyTorch's defaults).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OptimizerSpec {
+    Sgd {
+        momentum: f64,
+        nesterov: bool,
+        weight_decay: f64,
+    },
+    Adam {
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+    },
+    AdamW {
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+    },
+    RmsProp {
+        alpha: f64,
+        eps: f64,
+        momentum: f64,
+        weight_decay: f64,
+    },
+    AdaDelta {
+        rho: f64,
+        eps: f64,
+        weight_decay: f64,
+    },
+}
+
+impl OptimizerSpec {
+    pub fn adam_default() -> Self {
+        Self::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sgd { .. } => "sgd",
+            Self::Adam { .. } => "adam",
+            Self::AdamW { .. } => "adamw",
+            Self::RmsProp { .. } => "rmsprop",
+            Self::AdaDelta { .. } => "adadelta",
+        }
+    }
+}
+
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Relu => "relu",
+            Self::Tanh => "tanh",
+            Self::Sigmoid => "sigmoid",
+            Self::LeakyRelu => "leaky_relu",
+            Self::Gelu => "gelu",
+        })
+    }
+}
+
+fn check(ok: bool, field: &str, message: impl FnOnce() -> String) -> Result<(), SpecError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError::new(field, message()))
+    }
+}
+
+fn check_unit(value: f64, field: &str, what: &str) -> Result<(), SpecError> {
+    check(
+        value.is_finite() && (0.0..1.0).contains(&value),
+        field,
+        || format!("{what} must be in [0, 1), got {value}"),
+    )
+}
+
+fn check_non_negative(value: f64, field: &str) -> Result<(), SpecError> {
+    check(value.is_finite() && value >= 0.0, field, || {
+        format!("must be a finite number >= 0, got {value}")
+    })
+}
+
+fn check_positive(value: f64, field: &str) -> Result<(), SpecError> {
+    check(value.is_finite() && value > 0.0, field, || {
+        format!("must be a finite number > 0, got {value}")
+    })
+}
+
+impl JobSpec {
+    /// Every check that needs no data. Checks that need the dataset (class weights against
+    /// the number of classes, an empty file) happen when the dataset is read.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        check(self.epochs >= 1, "spec.epochs", || {
+            "must be at least 1; set the number of passes over the training data".into()
+        })?;
+        check(self.epochs <= MAX_EPOCHS, "spec.epochs", || {
+            format!(
+                "{} is more than the limit of {MAX_EPOCHS}; use fewer epochs",
+                self.epochs
+            )
+        })?;
+        check(self.batch_size >= 1, "spec.batch_size", || {
+            "must be at least 1; 32 to 256 is typical".into()
+        })?;
+        check(self.batch_size <= MAX_BATCH_SIZE, "spec.batch_size", || {
+            format!(
+                "{} is more than the limit of {MAX_BATCH_SIZE}",
+                self.batch_size
+            )
+        })?;
+        check(
+            self.learning_rate.is_finite() && self.learning_rate > 0.0,
+            "spec.learning_rate",
+            || {
+                format!(
+                    "must be a finite number > 0, got {}; 0.001 is a usual start for Adam",
+                    self.learning_rate
+                )
+            },
+        )?;
+        check(
+            self.validation_fraction.is_finite() && (0.0..0.9).contains(&self.validation_fraction),
+            "spec.validation_fraction",
+            || {
+                format!(
+                    "must be in [0, 0.9), got {}; 0.2 holds out a fifth of the data",
+                    self.validation_fraction
+                )
+            },
+        )?;
+        self.validate_class_weights(None)?;
+        self.validate_optimizer()?;
+        self.validate_model()?;
+        self.validate_dataset()
+    }
+
+    /// Class weights: none negative or non-finite, not all zero, and (when the number of
+    /// classes is known) one per class.
+    pub fn validate_class_weights(&self, classes: Option<&[String]>) -> Result<(), SpecError> {
+        let w = &self.class_weights;
+        if w.is_empty() {
+            return Ok(());
+        }
+        for (i, v) in w.iter().enumerate() {
+            check(
+                v.is_finite() && *v >= 0.0,
+                &format!("spec.class_weights[{i}]"),
+                || format!("must be a finite number >= 0, got {v}"),
+            )?;
+        }
+        check(w.iter().any(|v| *v > 0.0), "spec.class_weights", || {
+            "are all zero; give at least one class a weight > 0, or leave the list empty for unweighted training".into()
+        })?;
+        if let Some(labels) = classes {
+            check(w.len() == labels.len(), "spec.class_weights", || {
+                format!(
+                    "has {} entries but the dataset has {} classes ({}); give one weight per class in that order",
+                    w.len(),
+                    labels.len(),
+                    labels.join(", ")
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    fn validate_optimizer(&self) -> Result<(), SpecError> {
+        let f = "spec.optimizer";
+        match self.optimizer {
+            OptimizerSpec::Sgd {
+                momentum,
+                nesterov,
+                weight_decay,
+            } => {
+                check_non_negative(momentum, &format!("{f}.momentum"))?;
+                check_non_negative(weight_decay, &format!("{f}.weight_decay"))?;
+                check(
+                    !nesterov || momentum > 0.0,
+                    &format!("{f}.nesterov"),
+                    || {
+                        "Nesterov momentum needs momentum > 0; set optimizer.momentum (0.9 is usual) or turn nesterov off".into()
+                    },
+                )
+            }
+            OptimizerSpec::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            }
+            | OptimizerSpec::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
+                check_unit(beta1, &format!("{f}.beta1"), "beta1")?;
+                check_unit(beta2, &format!("{f}.beta2"), "beta2")?;
+                check_positive(eps, &format!("{f}.eps"))?;
+                check_non_negative(weight_decay, &format!("{f}.weight_decay"))
+            }
+            OptimizerSpec::RmsProp {
+                alpha,
+                eps,
+                momentum,
+                weight_decay,
+            } => {
+                check_unit(alpha, &format!("{f}.rho"), "rho (RMSprop alpha)")?;
+                check_positive(eps, &format!("{f}.eps"))?;
+                check_non_negative(momentum, &format!("{f}.momentum"))?;
+                check_non_negative(weight_decay, &format!("{f}.weight_decay"))
+            }
+            OptimizerSpec::AdaDelta {
+                rho,
+                eps,
+                weight_decay,
+            } => {
+                check(
+                    rho.is_finite() && (0.0..=1.0).contains(&rho),
+                    &format!("{f}.rho"),
+                    || format!("must be in [0, 1], got {rho}; 0.9 is usual"),
+                )?;
+                check_positive(eps, &format!("{f}.eps"))?;
+                check_non_negative(weight_decay, &format!("{f}.weight_decay"))
+            }
+        }
+    }
+
+    fn validate_model(&self) -> Result<(), SpecError> {
+        match &self.model {
+            ModelSpec::Mlp(mlp) => {
+                check(
+                    mlp.hidden_layers.len() <= MAX_HIDDEN_LAYERS,
+                    "spec.model.mlp.hidden_layers",
+                    || {
+                        format!(
+                            "has {} layers, more than the limit of {MAX_HIDDEN_LAYERS}",
+                            mlp.hidden_layers.len()
+                        )
+                    },
+                )?;
+                for (i, w) in mlp.hidden_layers.iter().enumerate() {
+                    check(
+                        (1..=MAX_LAYER_WIDTH).contains(w),
+                        &format!("spec.model.mlp.hidden_layers[{i}]"),
+                        || format!("width must be 1 to {MAX_LAYER_WIDTH}, got {w}"),
+                    )?;
+                }
+                check_unit(mlp.dropout, "spec.model.mlp.dropout", "dropout probability")
+            }
+        }
+    }
+
+    fn validate_dataset(&self) -> Result<(), SpecError> {
+        match &self.dataset {
+            DatasetSpec::Csv { path, .. } => {
+                check(!path.trim().is_empty(), "spec.dataset.csv.path", || {
+                    "is empty; give a CSV file's path relative to the server's data directory"
+                        .into()
+                })
+            }
+            DatasetSpec::Synthetic(s) => {
+                let f = "spec.dataset.synthetic";
+                check(s.samples >= 1, &format!("{f}.samples"), || {
+                    "is 0, which makes an empty dataset; ask for at least one sample per class"
+                        .into()
+                })?;
+                check(
+                    s.samples <= MAX_SYNTHETIC_SAMPLES,
+                    &format!("{f}.samples"),
+                    || {
+                        format!(
+                            "{} is more than the limit of {MAX_SYNTHETIC_SAMPLES}",
+                            s.samples
+                        )
+                    },
+                )?;
+                check(
+                    (1..=MAX_FEATURES).contains(&s.features),
+                    &format!("{f}.features"),
+                    || format!("must be 1 to {MAX_FEATURES}, got {}", s.features),
+                )?;
+                check(s.classes >= 2, &format!("{f}.classes"), || {
+                    format!("a classifier needs at least 2 classes, got {}", s.classes)
+                })?;
+                check(s.classes <= MAX_CLASSES, &format!("{f}.classes"), || {
+                    format!("{} is more than the limit of {MAX_CLASSES}", s.classes)
+                })?;
+                check(
+                    s.separation.is_finite() && s.separation >= 0.0,
+                    &format!("{f}.separation"),
+                    || format!("must be a finite number >= 0, got {}", s.separation),
+                )?;
+                if !s.class_ratios.is_empty() {
+                    check(
+                        s.class_ratios.len() == s.classes as usize,
+                        &format!("{f}.class_ratios"),
+                        || {
+                            format!(
+                                "has {} entries for {} classes; give one ratio per class or none",
+                                s.class_ratios.len(),
+                                s.classes
+                            )
+                        },
+                    )?;
+                    for (i, r) in s.class_ratios.iter().enumerate() {
+                        check_positive(*r, &format!("{f}.class_ratios[{i}]"))?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! How batches reach the training loop. The loop sees only [`BatchLoader`]: an in-memory
+//! loader today, a streaming one for data larger than memory later, without touching it.
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Kind, Tensor};
+
+/// One mini-batch: features `[b, d]` (float) and class indices `[b]` (int64).
+pub struct Batch {
+    pub features: Tensor,
+    pub targets: Tensor,
+}
+
+/// A source of training batches, one epoch at a time.
+pub trait BatchLoader {
+    /// Samples per epoch.
+    fn samples(&self) -> usize;
+    /// Samples per batch (the last batch of an epoch may be smaller).
+    fn batch_size(&self) -> usize;
+    /// `ceil(samples / batch_size)`.
+    fn batches_per_epoch(&self) -> usize {
+        self.samples().div_ceil(self.batch_size())
+    }
+    /// The batches of one epoch (1-based), in training order.
+    fn epoch(&mut self, epoch: u32) -> Box<dyn Iterator<Item = Batch> + '_>;
+}
+
+/// Holds the split on the device; shuffles each epoch with a seeded generator.
+pub struct InMemoryLoader {
+    features: Tensor,
+    targets: Tensor,
+    batch_size: usize,
+    seed: u64,
+    device: Device,
+}
+
+impl InMemoryLoader {
+    /// `features` is row-major `[n, width]`; `targets` class indices.
+    pub fn new(
+        features: &[f32],
+        width: usize,
+        targets: &[usize],
+        batch_size: usize,
+        seed: u64,
+        device: Device,
+    ) -> Self {
+        let n = targets.len() as i64;
+        let t: Vec<i64> = targets.iter().map(|&t| t as i64).collect();
+        Self {
+            features: Tensor::from_slice(features)
+                .view([n, width as i64])
+                .to_device(device),
+            targets: Tensor::from_slice(&t).to_device(device),
+            batch_size,
+            seed,
+            device,
+        }
+    }
+}
+
+impl BatchLoader for InMemoryLoader {
+    fn samples(&self) -> usize {
+        self.targets.size()[0] as usize
+    }
+
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    fn epoch(&mut self, epoch: u32) -> Box<dyn Iterator<Item = Batch> + '_> {
+        let n = self.samples();
+        let mut order: Vec<i64> = (0..n as i64).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ (u64::from(epoch) << 32));
+        order.shuffle(&mut rng);
+        let index = Tensor::from_slice(&order).to_device(self.device);
+        let xs = self.features.index_select(0, &index);
+        let ys = self.targets.index_select(0, &index);
+        let bs = self.batch_size as i64;
+        Box::new((0..n as i64).step_by(self.batch_size).map(move |start| {
+            let len = bs.min(n as i64 - start);
+            Batch {
+                features: xs.narrow(0, start, len),
+                targets: ys.narrow(0, start, len),
+            }
+        }))
+    }
+}
+
+/// Class indices as an int64 tensor.
+pub fn targets_tensor(targets: &[usize], device: Device) -> Tensor {
+    let t: Vec<i64> = targets.iter().map(|&t| t as i64).collect();
+    Tensor::from_slice(&t)
+        .to_kind(Kind::Int64)
+        .to_device(device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sample_once_per_epoch_with_a_partial_last_batch() {
+        let feats: Vec<f32> = (0..10).map(|i| i as f32).collect();
+        let targets: Vec<usize> = (0..10).collect();
+        let mut l = InMemoryLoader::new(&feats, 1, &targets, 4, 3, Device::Cpu);
+        assert_eq!(l.batches_per_epoch(), 3);
+        let batches: Vec<Batch> = l.epoch(1).collect();
+        assert_eq!(
+            batches
+                .iter()
+                .map(|b| b.targets.size()[0])
+                .collect::<Vec<_>>(),
+            vec![4, 4, 2]
+        );
+        let mut seen: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| Vec::<i64>::try_from(&b.targets).unwrap())
+            .collect();
+        let first_order = seen.clone();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        // Features travel with their targets.
+        for b in &batches {
+            let x = Vec::<f32>::try_from(&b.features.flatten(0, -1)).unwrap();
+            let y = Vec::<i64>::try_from(&b.targets).unwrap();
+            assert!(x.iter().zip(&y).all(|(x, y)| *x as i64 == *y));
+        }
+        let second: Vec<i64> = l
+            .epoch(2)
+            .flat_map(|b| Vec::<i64>::try_from(&b.targets).unwrap())
+            .collect();
+        assert_ne!(first_order, second, "each epoch reshuffles");
+    }
+}

@@ -1,0 +1,325 @@
+//! The training engine: synchronous tch code, one call per job, on the caller's thread.
+//! It knows nothing of tokio or gRPC; it reports through a [`Observer`] and stops when the
+//! cancel flag is set.
+
+mod loader;
+mod model;
+mod optim;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use tch::{Device, Kind, Reduction, Tensor, nn};
+
+pub use loader::{Batch, BatchLoader, InMemoryLoader};
+pub use model::Mlp;
+pub use optim::{AdaDelta, Optimizer};
+
+use crate::data::{Dataset, Normalizer, stratified_split};
+use crate::domain::{EpochEnd, IterationProgress, JobSpec, ModelSpec, RunInfo};
+use crate::metrics::{self, Metrics};
+
+/// Rows per forward pass when evaluating, to bound memory.
+const EVAL_CHUNK: i64 = 8192;
+/// Progress events per epoch when the spec leaves `report_every` at 0.
+const REPORTS_PER_EPOCH: usize = 20;
+
+/// Receives what happens during training. Called on the training thread; implementations
+/// must return quickly.
+pub trait Observer {
+    fn started(&mut self, info: RunInfo);
+    fn iteration(&mut self, progress: IterationProgress);
+    fn epoch_end(&mut self, epoch: EpochEnd);
+}
+
+/// Why training stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cancelled")]
+    Cancelled,
+    #[error(
+        "the training loss became {loss} at step {step} (epoch {epoch}, iteration {iteration}); \
+         the learning rate ({learning_rate}) is likely too high: try a value 10 times smaller"
+    )]
+    Diverged {
+        step: u64,
+        epoch: u32,
+        iteration: u32,
+        loss: f64,
+        learning_rate: f64,
+    },
+    #[error("libtorch error: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// Which device jobs train on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceChoice {
+    /// CUDA when available, else CPU.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+impl DeviceChoice {
+    /// The device to use, or why it cannot be used.
+    pub fn resolve(self) -> Result<Device, String> {
+        match self {
+            Self::Cpu => Ok(Device::Cpu),
+            Self::Auto => Ok(Device::cuda_if_available()),
+            Self::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+            Self::Cuda => Err(
+                "--device cuda was asked for but no CUDA device is available; use --device auto or cpu"
+                    .into(),
+            ),
+        }
+    }
+}
+
+pub fn device_name(d: Device) -> String {
+    match d {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// Trains `spec` on `data`. Returns when all epochs ran, on cancel (`Err(Cancelled)`), or
+/// on failure.
+pub fn train(
+    spec: &JobSpec,
+    data: &Dataset,
+    device: Device,
+    observer: &mut dyn Observer,
+    cancel: &AtomicBool,
+) -> Result<(), EngineError> {
+    let split = stratified_split(data, spec.validation_fraction, spec.seed);
+    let norm = Normalizer::fit(data, &split.train);
+    let train_targets: Vec<usize> = split.train.iter().map(|&r| data.targets[r]).collect();
+    let mut loader = InMemoryLoader::new(
+        &norm.apply(data, &split.train),
+        data.width,
+        &train_targets,
+        spec.batch_size as usize,
+        spec.seed.wrapping_add(1),
+        device,
+    );
+    let validation = (!split.validation.is_empty()).then(|| EvalSet {
+        features: Tensor::from_slice(&norm.apply(data, &split.validation))
+            .view([split.validation.len() as i64, data.width as i64])
+            .to_device(device),
+        targets: split.validation.iter().map(|&r| data.targets[r]).collect(),
+    });
+    train_with_loader(
+        spec,
+        &data.labels,
+        data.width,
+        &mut loader,
+        validation.as_ref(),
+        device,
+        observer,
+        cancel,
+    )
+}
+
+/// A held-out split, evaluated at each epoch end.
+pub struct EvalSet {
+    pub features: Tensor,
+    pub targets: Vec<usize>,
+}
+
+/// The training loop proper: any loader, any validation set.
+#[allow(clippy::too_many_arguments)]
+pub fn train_with_loader(
+    spec: &JobSpec,
+    labels: &[String],
+    width: usize,
+    loader: &mut dyn BatchLoader,
+    validation: Option<&EvalSet>,
+    device: Device,
+    observer: &mut dyn Observer,
+    cancel: &AtomicBool,
+) -> Result<(), EngineError> {
+    let vs = nn::VarStore::new(device);
+    let classes = labels.len() as i64;
+    let mut model = match &spec.model {
+        ModelSpec::Mlp(mlp) => Mlp::new(
+            &vs.root(),
+            mlp,
+            width as i64,
+            classes,
+            spec.seed.wrapping_add(2),
+        ),
+    };
+    let mut opt = Optimizer::new(&spec.optimizer, &vs, spec.learning_rate)?;
+    let weights = (!spec.class_weights.is_empty()).then(|| {
+        Tensor::from_slice(&spec.class_weights)
+            .to_kind(Kind::Float)
+            .to_device(device)
+    });
+    let ipe = loader.batches_per_epoch();
+    let report_every = match spec.report_every {
+        0 => ipe.div_ceil(REPORTS_PER_EPOCH).max(1),
+        n => n as usize,
+    };
+    observer.started(RunInfo {
+        parameter_count: vs
+            .trainable_variables()
+            .iter()
+            .map(|t| t.numel() as u64)
+            .sum(),
+        labels: labels.to_vec(),
+        train_samples: loader.samples() as u64,
+        validation_samples: validation.map_or(0, |v| v.targets.len() as u64),
+        iterations_per_epoch: ipe as u32,
+        device: device_name(device),
+    });
+
+    let lr = spec.learning_rate;
+    let mut global_step = 0u64;
+    for epoch in 1..=spec.epochs {
+        let epoch_start = Instant::now();
+        let mut window = Window::new();
+        let mut outputs: Vec<Tensor> = Vec::with_capacity(ipe);
+        let mut seen_targets: Vec<Tensor> = Vec::with_capacity(ipe);
+        for (i, batch) in loader.epoch(epoch).enumerate() {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(EngineError::Cancelled);
+            }
+            let iteration = i as u32 + 1;
+            global_step += 1;
+            let logits = model.forward_t(&batch.features, true);
+            let loss = logits.f_cross_entropy_loss(
+                &batch.targets,
+                weights.as_ref(),
+                Reduction::Mean,
+                -100,
+                0.0,
+            )?;
+            opt.zero_grad();
+            loss.f_backward()?;
+            let value = loss.f_double_value(&[])?;
+            if !value.is_finite() {
+                return Err(EngineError::Diverged {
+                    step: global_step,
+                    epoch,
+                    iteration,
+                    loss: value,
+                    learning_rate: lr,
+                });
+            }
+            opt.step()?;
+            window.add(value, batch.targets.size()[0] as usize);
+            outputs.push(logits.detach());
+            seen_targets.push(batch.targets);
+            if iteration as usize % report_every == 0 || iteration as usize == ipe {
+                observer.iteration(IterationProgress {
+                    epoch,
+                    iteration,
+                    iterations_per_epoch: ipe as u32,
+                    global_step,
+                    loss: window.mean_loss(),
+                    learning_rate: lr,
+                    samples_per_second: window.samples_per_second(),
+                });
+                window = Window::new();
+            }
+        }
+        let train = metrics_of(
+            &Tensor::cat(&outputs, 0),
+            &Tensor::cat(&seen_targets, 0),
+            weights.as_ref(),
+            labels,
+        )?;
+        drop(outputs);
+        let validation = validation
+            .map(|v| evaluate(&mut model, v, weights.as_ref(), labels))
+            .transpose()?;
+        observer.epoch_end(EpochEnd {
+            epoch,
+            train,
+            validation,
+            seconds: epoch_start.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(())
+}
+
+/// Loss and throughput since the last progress report.
+struct Window {
+    start: Instant,
+    loss_sum: f64,
+    steps: usize,
+    samples: usize,
+}
+
+impl Window {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            loss_sum: 0.0,
+            steps: 0,
+            samples: 0,
+        }
+    }
+
+    fn add(&mut self, loss: f64, samples: usize) {
+        self.loss_sum += loss;
+        self.steps += 1;
+        self.samples += samples;
+    }
+
+    fn mean_loss(&self) -> f64 {
+        self.loss_sum / self.steps.max(1) as f64
+    }
+
+    fn samples_per_second(&self) -> f64 {
+        let s = self.start.elapsed().as_secs_f64();
+        if s > 0.0 {
+            self.samples as f64 / s
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Evaluation-mode metrics of `model` on `set`.
+pub fn evaluate(
+    model: &mut Mlp,
+    set: &EvalSet,
+    weights: Option<&Tensor>,
+    labels: &[String],
+) -> Result<Metrics, EngineError> {
+    let logits = tch::no_grad(|| -> Result<Tensor, EngineError> {
+        let n = set.features.size()[0];
+        let chunks: Vec<Tensor> = (0..n)
+            .step_by(EVAL_CHUNK as usize)
+            .map(|s| model.forward_t(&set.features.narrow(0, s, EVAL_CHUNK.min(n - s)), false))
+            .collect();
+        Ok(Tensor::f_cat(&chunks, 0)?)
+    })?;
+    let targets = loader::targets_tensor(&set.targets, logits.device());
+    metrics_of(&logits, &targets, weights, labels)
+}
+
+/// Metrics from logits: the (weighted) cross-entropy and everything derived from the
+/// softmax probabilities.
+fn metrics_of(
+    logits: &Tensor,
+    targets: &Tensor,
+    weights: Option<&Tensor>,
+    labels: &[String],
+) -> Result<Metrics, EngineError> {
+    let loss = logits
+        .f_cross_entropy_loss(targets, weights, Reduction::Mean, -100, 0.0)?
+        .f_double_value(&[])?;
+    let probs = logits
+        .f_softmax(-1, Kind::Float)?
+        .f_to_device(Device::Cpu)?;
+    let probs = Vec::<f32>::try_from(&probs.flatten(0, -1))?;
+    let actual: Vec<usize> = Vec::<i64>::try_from(&targets.to_device(Device::Cpu))?
+        .into_iter()
+        .map(|t| t as usize)
+        .collect();
+    Ok(metrics::evaluate(labels, &actual, &probs, loss))
+}

@@ -1,0 +1,125 @@
+//! Starting and stopping the whole server: bind, serve, and shut down in order (health
+//! NOT_SERVING, stop accepting jobs, stop running jobs, end streams, close).
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::ServeConfig;
+use crate::engine;
+use crate::jobs::{JobManager, JobsConfig};
+use crate::transport::{self, ServeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Device(String),
+    #[error("cannot listen on {addr}: {source}; pick another --listen address or port")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot create {what} {path}: {source}")]
+    Dir {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// A server running on the current tokio runtime.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub jobs: JobManager,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), ServeError>>,
+}
+
+impl RunningServer {
+    /// Graceful shutdown; returns when the server has closed.
+    pub async fn shutdown(mut self) -> Result<(), ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.wait().await
+    }
+
+    /// Waits until the server closes (after a shutdown).
+    pub async fn wait(self) -> Result<(), ServeError> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// Starts a graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Binds and starts serving. `listening on ADDR` is logged once the socket is bound.
+pub async fn start(config: &ServeConfig) -> Result<RunningServer, StartError> {
+    let device = config.device.resolve().map_err(StartError::Device)?;
+    for (what, path) in [("state directory", &config.state_dir)] {
+        std::fs::create_dir_all(path).map_err(|source| StartError::Dir {
+            what,
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen.clone(),
+        source,
+    })?;
+    let jobs = JobManager::new(JobsConfig {
+        data_dir: config.data_dir.clone(),
+        device,
+        max_concurrent_jobs: usize::from(config.max_concurrent_jobs),
+    });
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let grace = config.shutdown_grace();
+    let drain_jobs = jobs.clone();
+    let drain_health = health.clone();
+    let shutdown = async move {
+        let _ = stop_rx.await;
+        tracing::info!("shutting down: refusing new jobs, stopping running ones");
+        transport::set_not_serving(&drain_health).await;
+        let left = tokio::task::spawn_blocking(move || drain_jobs.shutdown(grace))
+            .await
+            .unwrap_or(0);
+        if left > 0 {
+            tracing::warn!(left, "jobs still running after the shutdown grace period");
+        }
+    };
+    let task = tokio::spawn(transport::serve(
+        listener,
+        jobs.clone(),
+        health,
+        health_service,
+        shutdown,
+    ));
+    tracing::info!(
+        device = %engine::device_name(device),
+        data_dir = %config.data_dir.display(),
+        max_concurrent_jobs = config.max_concurrent_jobs,
+        "listening on {addr}"
+    );
+    Ok(RunningServer {
+        addr,
+        jobs,
+        stop: Some(stop_tx),
+        task,
+    })
+}

@@ -1,0 +1,79 @@
+//! The only module that knows tonic and prost: the gRPC services, the conversions to and
+//! from domain types, and the error→status mapping.
+
+mod convert;
+mod status;
+mod trainer;
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::jobs::JobManager;
+
+/// Generated protobuf and gRPC code for `gradstream.v1`. Clients use `pb::trainer_client`.
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("gradstream.v1");
+
+    /// Encoded descriptors of our protos, served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("gradstream_descriptor");
+}
+
+/// Name of the Trainer service, as the health service reports it.
+pub const TRAINER_SERVICE: &str = "gradstream.v1.Trainer";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection service could not be built: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Serves the Trainer, health and reflection services on `listener` until `shutdown`
+/// completes. Health reports SERVING while up; the caller's shutdown future should flip it
+/// through the returned reporter before draining jobs.
+pub async fn serve(
+    listener: TcpListener,
+    jobs: JobManager,
+    health: tonic_health::server::HealthReporter,
+    health_service: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    health
+        .set_service_status(TRAINER_SERVICE, tonic_health::ServingStatus::Serving)
+        .await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(trainer::service(jobs))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Marks every service NOT_SERVING (first step of a graceful shutdown).
+pub async fn set_not_serving(health: &tonic_health::server::HealthReporter) {
+    for name in [TRAINER_SERVICE, ""] {
+        health
+            .set_service_status(name, tonic_health::ServingStatus::NotServing)
+            .await;
+    }
+}

@@ -1,0 +1,20 @@
+//! The one mapping from domain errors to gRPC status codes. No catch-all arm: a new error
+//! kind must be given a code here.
+
+use tonic::{Code, Status};
+
+use crate::domain::SpecError;
+use crate::jobs::JobError;
+
+pub fn from_job_error(e: JobError) -> Status {
+    let code = match &e {
+        JobError::InvalidSpec(_) | JobError::InvalidData(_) => Code::InvalidArgument,
+        JobError::NotFound(_) => Code::NotFound,
+        JobError::ShuttingDown => Code::Unavailable,
+    };
+    Status::new(code, e.to_string())
+}
+
+pub fn from_spec_error(e: SpecError) -> Status {
+    from_job_error(JobError::InvalidSpec(e))
+}
