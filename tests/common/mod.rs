@@ -1,0 +1,179 @@
+//! Shared test set-up: a real server on 127.0.0.1:0 in this process, and the generated client.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use gradstream::config::{LogFormat, ServeConfig};
+use gradstream::engine::DeviceChoice;
+use gradstream::server::{self, RunningServer};
+use gradstream::transport::pb::{self, trainer_client::TrainerClient};
+use tonic::transport::Channel;
+
+pub struct TestServer {
+    pub server: RunningServer,
+    pub data_dir: tempfile::TempDir,
+    _state_dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start(max_concurrent_jobs: u16) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let state_dir = tempfile::tempdir().unwrap();
+        let config = ServeConfig {
+            listen: "127.0.0.1:0".into(),
+            data_dir: data_dir.path().to_path_buf(),
+            state_dir: state_dir.path().to_path_buf(),
+            max_concurrent_jobs,
+            device: DeviceChoice::Cpu,
+            log_format: LogFormat::Text,
+            shutdown_grace: 30,
+        };
+        let server = server::start(&config).await.unwrap();
+        Self {
+            server,
+            data_dir,
+            _state_dir: state_dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.server.addr)
+    }
+
+    pub async fn client(&self) -> TrainerClient<Channel> {
+        TrainerClient::connect(self.url()).await.unwrap()
+    }
+
+    pub fn write_csv(&self, name: &str, text: &str) {
+        let path = self.data_dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(path, text).unwrap();
+    }
+
+    pub fn data_path(&self) -> &Path {
+        self.data_dir.path()
+    }
+}
+
+/// A small, quick synthetic job.
+pub fn spec(samples: u32, classes: u32, epochs: u32) -> pb::JobSpec {
+    pb::JobSpec {
+        name: "test".into(),
+        dataset: Some(pb::Dataset {
+            source: Some(pb::dataset::Source::Synthetic(pb::SyntheticDataset {
+                samples,
+                features: 8,
+                classes,
+                class_ratios: vec![],
+                separation: Some(1.5),
+                seed: 3,
+            })),
+        }),
+        model: Some(pb::Model {
+            kind: Some(pb::model::Kind::Mlp(pb::Mlp {
+                hidden_layers: vec![16],
+                activation: pb::Activation::Relu as i32,
+                batch_norm: false,
+                dropout: 0.0,
+            })),
+        }),
+        epochs,
+        batch_size: 32,
+        learning_rate: 0.01,
+        optimizer: None,
+        class_weights: vec![],
+        validation_fraction: None,
+        seed: 11,
+        report_every: 0,
+    }
+}
+
+pub fn csv_spec(path: &str, label_column: &str) -> pb::JobSpec {
+    let mut s = spec(0, 0, 2);
+    s.dataset = Some(pb::Dataset {
+        source: Some(pb::dataset::Source::Csv(pb::CsvDataset {
+            path: path.into(),
+            label_column: label_column.into(),
+        })),
+    });
+    s
+}
+
+pub fn request(spec: pb::JobSpec) -> pb::SubmitJobRequest {
+    pb::SubmitJobRequest { spec: Some(spec) }
+}
+
+/// Reads a stream to its end.
+pub async fn collect(mut s: tonic::Streaming<pb::JobEvent>) -> Vec<pb::JobEvent> {
+    let mut out = Vec::new();
+    while let Some(e) = s.message().await.unwrap() {
+        out.push(e);
+    }
+    out
+}
+
+pub async fn train(c: &mut TrainerClient<Channel>, spec: pb::JobSpec) -> Vec<pb::JobEvent> {
+    collect(c.train(request(spec)).await.unwrap().into_inner()).await
+}
+
+pub async fn watch(
+    c: &mut TrainerClient<Channel>,
+    job_id: &str,
+    from_seq: u64,
+) -> Vec<pb::JobEvent> {
+    let req = pb::WatchJobRequest {
+        job_id: job_id.into(),
+        from_seq,
+    };
+    collect(c.watch_job(req).await.unwrap().into_inner()).await
+}
+
+pub fn statuses(events: &[pb::JobEvent]) -> Vec<pb::JobStatus> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(pb::job_event::Kind::Status(s)) => pb::JobStatus::try_from(s.status).ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn last_message(events: &[pb::JobEvent]) -> String {
+    events
+        .iter()
+        .rev()
+        .find_map(|e| match &e.kind {
+            Some(pb::job_event::Kind::Status(s)) => Some(s.message.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+pub fn iterations(events: &[pb::JobEvent]) -> Vec<pb::IterationProgress> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(pb::job_event::Kind::Iteration(p)) => Some(*p),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn epochs(events: &[pb::JobEvent]) -> Vec<pb::EpochEnd> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(pb::job_event::Kind::Epoch(x)) => Some(x.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Seqs are 1, 2, 3… with no gaps or repeats.
+pub fn assert_gap_free(events: &[pb::JobEvent]) {
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    let want: Vec<u64> = (1..=events.len() as u64).collect();
+    assert_eq!(seqs, want, "event seqs must run 1..n without gaps");
+}
