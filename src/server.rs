@@ -65,13 +65,11 @@ impl RunningServer {
 /// Binds and starts serving. `listening on ADDR` is logged once the socket is bound.
 pub async fn start(config: &ServeConfig) -> Result<RunningServer, StartError> {
     let device = config.device.resolve().map_err(StartError::Device)?;
-    for (what, path) in [("state directory", &config.state_dir)] {
-        std::fs::create_dir_all(path).map_err(|source| StartError::Dir {
-            what,
-            path: path.display().to_string(),
-            source,
-        })?;
-    }
+    std::fs::create_dir_all(&config.state_dir).map_err(|source| StartError::Dir {
+        what: "state directory",
+        path: config.state_dir.display().to_string(),
+        source,
+    })?;
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|source| StartError::Bind {

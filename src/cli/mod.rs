@@ -5,6 +5,8 @@ mod client;
 mod render;
 mod spec_args;
 
+use std::io::IsTerminal;
+
 use clap::{Parser, Subcommand};
 
 use crate::config::{LogFormat, ServeConfig};
@@ -138,6 +140,7 @@ fn init_tracing(format: LogFormat, serving: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

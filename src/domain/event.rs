@@ -43,7 +43,7 @@ pub struct JobEvent {
 pub enum EventKind {
     Status { status: JobStatus, message: String },
     Iteration(IterationProgress),
-    Epoch(EpochEnd),
+    Epoch(Box<EpochEnd>),
 }
 
 /// Training progress over the iterations since the previous report.

@@ -212,7 +212,7 @@ pub fn train_with_loader(
             window.add(value, batch.targets.size()[0] as usize);
             outputs.push(logits.detach());
             seen_targets.push(batch.targets);
-            if iteration as usize % report_every == 0 || iteration as usize == ipe {
+            if (iteration as usize).is_multiple_of(report_every) || iteration as usize == ipe {
                 observer.iteration(IterationProgress {
                     epoch,
                     iteration,

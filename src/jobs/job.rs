@@ -103,7 +103,7 @@ impl Job {
             }
             EventKind::Epoch(e) => {
                 inner.epochs_completed = e.epoch;
-                inner.last_epoch = Some(e.clone());
+                inner.last_epoch = Some((**e).clone());
             }
             EventKind::Iteration(_) => {}
         }
@@ -198,7 +198,7 @@ impl Observer for JobObserver<'_> {
     }
 
     fn epoch_end(&mut self, epoch: EpochEnd) {
-        self.job.push(EventKind::Epoch(epoch));
+        self.job.push(EventKind::Epoch(Box::new(epoch)));
     }
 }
 

@@ -209,13 +209,10 @@ impl Shared {
     }
 
     fn cancel_locked(state: &mut State, job: &Arc<Job>, reason: &str) {
-        match job.request_cancel(reason) {
-            JobStatus::Queued => {
-                state.queue.retain(|q| !Arc::ptr_eq(q, job));
-                job.finish(JobStatus::Cancelled, reason.to_string());
-            }
-            // A running job sees the flag within one iteration; finished ones stay as they are.
-            _ => {}
+        // A running job sees the flag within one iteration; finished ones stay as they are.
+        if job.request_cancel(reason) == JobStatus::Queued {
+            state.queue.retain(|q| !Arc::ptr_eq(q, job));
+            job.finish(JobStatus::Cancelled, reason.to_string());
         }
     }
 
