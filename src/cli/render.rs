@@ -49,10 +49,12 @@ impl Renderer {
                     p.loss, p.samples_per_second
                 ));
             }
-            Some(Kind::Epoch(e)) => {
-                self.finish();
-                print_epoch(e);
-            }
+            // Metrics of epoch N may arrive while epoch N+1 is training: print them above
+            // the live bar.
+            Some(Kind::Epoch(e)) => match &self.bar {
+                Some((_, bar)) => bar.suspend(|| print_epoch(e)),
+                None => print_epoch(e),
+            },
             None => {}
         }
     }

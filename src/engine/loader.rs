@@ -4,7 +4,7 @@
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// One mini-batch: features `[b, d]` (float) and class indices `[b]` (int64).
 pub struct Batch {
@@ -85,14 +85,6 @@ impl BatchLoader for InMemoryLoader {
             }
         }))
     }
-}
-
-/// Class indices as an int64 tensor.
-pub fn targets_tensor(targets: &[usize], device: Device) -> Tensor {
-    let t: Vec<i64> = targets.iter().map(|&t| t as i64).collect();
-    Tensor::from_slice(&t)
-        .to_kind(Kind::Int64)
-        .to_device(device)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! It knows nothing of tokio or gRPC; it reports through a [`Observer`] and stops when the
 //! cancel flag is set.
 
+mod epoch_metrics;
 mod loader;
 mod model;
 mod optim;
@@ -11,13 +12,14 @@ use std::time::Instant;
 
 use tch::{Device, Kind, Reduction, Tensor, nn};
 
+use epoch_metrics::{EpochOutputs, MetricsWorker};
+pub use epoch_metrics::{Scores, metrics_of};
 pub use loader::{Batch, BatchLoader, InMemoryLoader};
 pub use model::Mlp;
 pub use optim::{AdaDelta, Optimizer};
 
 use crate::data::{Dataset, Normalizer, stratified_split};
 use crate::domain::{EpochEnd, IterationProgress, JobSpec, ModelSpec, RunInfo};
-use crate::metrics::{self, Metrics};
 
 /// Rows per forward pass when evaluating, to bound memory.
 const EVAL_CHUNK: i64 = 8192;
@@ -48,6 +50,8 @@ pub enum EngineError {
         loss: f64,
         learning_rate: f64,
     },
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("libtorch error: {0}")]
     Torch(#[from] tch::TchError),
 }
@@ -177,6 +181,7 @@ pub fn train_with_loader(
 
     let lr = spec.learning_rate;
     let mut global_step = 0u64;
+    let mut worker = MetricsWorker::spawn(labels.to_vec(), spec.class_weights.clone())?;
     for epoch in 1..=spec.epochs {
         let epoch_start = Instant::now();
         let mut window = Window::new();
@@ -209,6 +214,7 @@ pub fn train_with_loader(
                 });
             }
             opt.step()?;
+            worker.poll(observer);
             window.add(value, batch.targets.size()[0] as usize);
             outputs.push(logits.detach());
             seen_targets.push(batch.targets);
@@ -225,24 +231,21 @@ pub fn train_with_loader(
                 window = Window::new();
             }
         }
-        let train = metrics_of(
-            &Tensor::cat(&outputs, 0),
-            &Tensor::cat(&seen_targets, 0),
-            weights.as_ref(),
-            labels,
-        )?;
-        drop(outputs);
         let validation = validation
-            .map(|v| evaluate(&mut model, v, weights.as_ref(), labels))
+            .map(|v| -> Result<_, EngineError> {
+                let logits = forward_eval(&mut model, &v.features)?;
+                Ok(Scores::with_targets(&logits, v.targets.clone())?)
+            })
             .transpose()?;
-        observer.epoch_end(EpochEnd {
+        let train = Scores::from_batches(&outputs, &seen_targets)?;
+        worker.submit(EpochOutputs {
             epoch,
+            seconds: epoch_start.elapsed().as_secs_f64(),
             train,
             validation,
-            seconds: epoch_start.elapsed().as_secs_f64(),
-        });
+        })?;
     }
-    Ok(())
+    worker.finish(observer)
 }
 
 /// Loss and throughput since the last progress report.
@@ -283,43 +286,14 @@ impl Window {
     }
 }
 
-/// Evaluation-mode metrics of `model` on `set`.
-pub fn evaluate(
-    model: &mut Mlp,
-    set: &EvalSet,
-    weights: Option<&Tensor>,
-    labels: &[String],
-) -> Result<Metrics, EngineError> {
-    let logits = tch::no_grad(|| -> Result<Tensor, EngineError> {
-        let n = set.features.size()[0];
+/// Evaluation-mode logits of `model` on `features`, in chunks to bound memory.
+pub fn forward_eval(model: &mut Mlp, features: &Tensor) -> Result<Tensor, EngineError> {
+    tch::no_grad(|| {
+        let n = features.size()[0];
         let chunks: Vec<Tensor> = (0..n)
             .step_by(EVAL_CHUNK as usize)
-            .map(|s| model.forward_t(&set.features.narrow(0, s, EVAL_CHUNK.min(n - s)), false))
+            .map(|s| model.forward_t(&features.narrow(0, s, EVAL_CHUNK.min(n - s)), false))
             .collect();
         Ok(Tensor::f_cat(&chunks, 0)?)
-    })?;
-    let targets = loader::targets_tensor(&set.targets, logits.device());
-    metrics_of(&logits, &targets, weights, labels)
-}
-
-/// Metrics from logits: the (weighted) cross-entropy and everything derived from the
-/// softmax probabilities.
-fn metrics_of(
-    logits: &Tensor,
-    targets: &Tensor,
-    weights: Option<&Tensor>,
-    labels: &[String],
-) -> Result<Metrics, EngineError> {
-    let loss = logits
-        .f_cross_entropy_loss(targets, weights, Reduction::Mean, -100, 0.0)?
-        .f_double_value(&[])?;
-    let probs = logits
-        .f_softmax(-1, Kind::Float)?
-        .f_to_device(Device::Cpu)?;
-    let probs = Vec::<f32>::try_from(&probs.flatten(0, -1))?;
-    let actual: Vec<usize> = Vec::<i64>::try_from(&targets.to_device(Device::Cpu))?
-        .into_iter()
-        .map(|t| t as usize)
-        .collect();
-    Ok(metrics::evaluate(labels, &actual, &probs, loss))
+    })
 }

@@ -1,0 +1,171 @@
+//! Epoch metrics are computed off the training thread. At an epoch end the training thread
+//! copies the epoch's logits to host memory and hands them to this worker, then goes on
+//! training; finished metrics are picked up at the next iteration boundary and reported
+//! from the training thread, in epoch order. The worker is plain Rust (no libtorch calls),
+//! so it never competes for libtorch's thread pool.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use tch::{Device, Kind, Tensor};
+
+use super::{EngineError, Observer};
+use crate::domain::EpochEnd;
+use crate::metrics::{self, Metrics};
+
+/// Logits (row-major `n x k`) and true classes of one pass, in host memory.
+pub struct Scores {
+    pub logits: Vec<f32>,
+    pub targets: Vec<usize>,
+}
+
+impl Scores {
+    /// Concatenates per-batch logits and targets and copies them to host memory.
+    pub fn from_batches(logits: &[Tensor], targets: &[Tensor]) -> Result<Self, tch::TchError> {
+        Self::from_tensors(&Tensor::f_cat(logits, 0)?, &Tensor::f_cat(targets, 0)?)
+    }
+
+    pub fn from_tensors(logits: &Tensor, targets: &Tensor) -> Result<Self, tch::TchError> {
+        let targets = Vec::<i64>::try_from(&targets.f_to_device(Device::Cpu)?)?;
+        Self::with_targets(logits, targets.into_iter().map(|t| t as usize).collect())
+    }
+
+    pub fn with_targets(logits: &Tensor, targets: Vec<usize>) -> Result<Self, tch::TchError> {
+        let logits = logits
+            .f_to_device(Device::Cpu)?
+            .f_to_kind(Kind::Float)?
+            .f_flatten(0, -1)?;
+        Ok(Self {
+            logits: Vec::<f32>::try_from(&logits)?,
+            targets,
+        })
+    }
+}
+
+/// What an epoch produced, for the worker to turn into metrics.
+pub struct EpochOutputs {
+    pub epoch: u32,
+    pub seconds: f64,
+    /// Training-mode outputs of every batch, in training order.
+    pub train: Scores,
+    /// Evaluation-mode outputs on the validation split.
+    pub validation: Option<Scores>,
+}
+
+pub struct MetricsWorker {
+    tx: Option<mpsc::Sender<EpochOutputs>>,
+    rx: mpsc::Receiver<EpochEnd>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl MetricsWorker {
+    pub fn spawn(labels: Vec<String>, class_weights: Vec<f64>) -> Result<Self, EngineError> {
+        let (tx, work) = mpsc::channel::<EpochOutputs>();
+        let (done, rx) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("epoch-metrics".into())
+            .spawn(move || {
+                for out in work {
+                    let metrics = |s: &Scores| metrics_of(s, &class_weights, &labels);
+                    let end = EpochEnd {
+                        epoch: out.epoch,
+                        train: metrics(&out.train),
+                        validation: out.validation.as_ref().map(metrics),
+                        seconds: out.seconds,
+                    };
+                    if done.send(end).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| EngineError::Internal(format!("cannot start the metrics thread: {e}")))?;
+        Ok(Self {
+            tx: Some(tx),
+            rx,
+            handle: Some(handle),
+        })
+    }
+
+    pub fn submit(&mut self, outputs: EpochOutputs) -> Result<(), EngineError> {
+        self.tx
+            .as_ref()
+            .and_then(|tx| tx.send(outputs).ok())
+            .ok_or_else(|| EngineError::Internal("the metrics thread stopped".into()))
+    }
+
+    /// Reports every epoch whose metrics are ready, without waiting.
+    pub fn poll(&mut self, observer: &mut dyn Observer) {
+        while let Ok(end) = self.rx.try_recv() {
+            observer.epoch_end(end);
+        }
+    }
+
+    /// Waits for and reports the remaining epochs.
+    pub fn finish(mut self, observer: &mut dyn Observer) -> Result<(), EngineError> {
+        drop(self.tx.take());
+        for end in self.rx.iter() {
+            observer.epoch_end(end);
+        }
+        match self.handle.take().map(JoinHandle::join) {
+            Some(Err(_)) => Err(EngineError::Internal("the metrics thread panicked".into())),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Mean cross-entropy (weighted as PyTorch's `weight=`: sum(w_y * nll) / sum(w_y)), and
+/// every metric derived from the softmax probabilities.
+pub fn metrics_of(scores: &Scores, class_weights: &[f64], labels: &[String]) -> Metrics {
+    let k = labels.len();
+    let mut probs = Vec::with_capacity(scores.logits.len());
+    let (mut loss_sum, mut weight_sum) = (0.0f64, 0.0f64);
+    for (row, &y) in scores.logits.chunks_exact(k).zip(&scores.targets) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let sum: f64 = row.iter().map(|&z| (z as f64 - max).exp()).sum();
+        let log_norm = max + sum.ln();
+        probs.extend(row.iter().map(|&z| (z as f64 - log_norm).exp() as f32));
+        let w = class_weights.get(y).copied().unwrap_or(1.0);
+        loss_sum += w * (log_norm - row[y] as f64);
+        weight_sum += w;
+    }
+    let loss = if weight_sum > 0.0 {
+        loss_sum / weight_sum
+    } else {
+        0.0
+    };
+    metrics::evaluate(labels, &scores.targets, &probs, loss)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Reduction;
+
+    #[test]
+    fn loss_matches_libtorch_cross_entropy_with_and_without_weights() {
+        let logits = Tensor::randn([50, 3], (Kind::Float, Device::Cpu)) * 3.0;
+        let targets = Tensor::randint(3, [50], (Kind::Int64, Device::Cpu));
+        let scores = Scores::from_tensors(&logits, &targets).unwrap();
+        let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        for weights in [vec![], vec![0.5, 2.0, 1.0]] {
+            let w =
+                (!weights.is_empty()).then(|| Tensor::from_slice(&weights).to_kind(Kind::Float));
+            let want = logits
+                .cross_entropy_loss(&targets, w.as_ref(), Reduction::Mean, -100, 0.0)
+                .double_value(&[]);
+            let got = metrics_of(&scores, &weights, &labels).loss;
+            assert!(
+                (got - want).abs() < 1e-5 * want.abs().max(1.0),
+                "{got} vs {want}"
+            );
+        }
+        let m = metrics_of(&scores, &[], &labels);
+        let want_acc = logits
+            .argmax(-1, false)
+            .eq_tensor(&targets)
+            .to_kind(Kind::Double)
+            .mean(Kind::Double)
+            .double_value(&[]);
+        assert!((m.accuracy - want_acc).abs() < 1e-12);
+    }
+}
