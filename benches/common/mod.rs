@@ -1,0 +1,91 @@
+//! Shared by the benchmarks: an in-process server on 127.0.0.1:0 and the job they train.
+#![allow(dead_code)]
+
+use std::time::SystemTime;
+
+use gradstream::config::{LogFormat, ServeConfig};
+use gradstream::engine::DeviceChoice;
+use gradstream::server::{self, RunningServer};
+use gradstream::transport::pb;
+
+pub const SAMPLES: u32 = 60_000;
+pub const FEATURES: u32 = 32;
+pub const HIDDEN: u32 = 128;
+pub const CLASSES: u32 = 10;
+pub const BATCH: u32 = 64;
+pub const EPOCHS: u32 = 3;
+pub const LR: f64 = 1e-3;
+
+pub async fn start_server(dir: &std::path::Path) -> RunningServer {
+    let config = ServeConfig {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.to_path_buf(),
+        state_dir: dir.join("state"),
+        max_concurrent_jobs: 1,
+        device: DeviceChoice::Cpu,
+        log_format: LogFormat::Text,
+        shutdown_grace: 30,
+    };
+    server::start(&config).await.expect("server starts")
+}
+
+/// 32 → 128 → 10 MLP, Adam, batch 64, 60,000 synthetic samples, all used for training.
+pub fn bench_spec(report_every: u32) -> pb::JobSpec {
+    pb::JobSpec {
+        name: "bench".into(),
+        dataset: Some(pb::Dataset {
+            source: Some(pb::dataset::Source::Synthetic(pb::SyntheticDataset {
+                samples: SAMPLES,
+                features: FEATURES,
+                classes: CLASSES,
+                class_ratios: vec![],
+                separation: Some(3.0),
+                seed: 0,
+            })),
+        }),
+        model: Some(pb::Model {
+            kind: Some(pb::model::Kind::Mlp(pb::Mlp {
+                hidden_layers: vec![HIDDEN],
+                activation: pb::Activation::Relu as i32,
+                batch_norm: false,
+                dropout: 0.0,
+            })),
+        }),
+        epochs: EPOCHS,
+        batch_size: BATCH,
+        learning_rate: LR,
+        optimizer: Some(pb::Optimizer {
+            kind: pb::OptimizerKind::Adam as i32,
+            ..Default::default()
+        }),
+        class_weights: vec![],
+        validation_fraction: Some(0.0),
+        seed: 0,
+        report_every,
+    }
+}
+
+pub fn to_system_time(t: &Option<prost_types::Timestamp>) -> SystemTime {
+    SystemTime::try_from(t.expect("event time")).expect("valid time")
+}
+
+/// Seconds between the RUNNING and the terminal status events of a finished job's history.
+pub fn training_seconds(events: &[pb::JobEvent]) -> f64 {
+    use pb::job_event::Kind;
+    let status_time = |want: pb::JobStatus| {
+        events
+            .iter()
+            .find(|e| matches!(&e.kind, Some(Kind::Status(s)) if s.status == want as i32))
+            .map(|e| to_system_time(&e.time))
+            .expect("status event")
+    };
+    let end = status_time(pb::JobStatus::Succeeded);
+    end.duration_since(status_time(pb::JobStatus::Running))
+        .unwrap()
+        .as_secs_f64()
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
