@@ -4,7 +4,9 @@
 //!   2. as a bare tch loop (no service, no metrics, no events),
 //!   3. in eager PyTorch from .venv (bench/pytorch_mlp.py).
 //!
-//! Each runs ROUNDS times, interleaved; medians are reported.
+//! Each runs ROUNDS times, interleaved; medians are reported. All three use the same number
+//! of libtorch intra-op threads: the server's (`--torch-threads`, auto), which it sets for
+//! the whole process when it starts.
 
 mod common;
 
@@ -80,7 +82,7 @@ async fn service(client: &mut TrainerClient<tonic::transport::Channel>) -> (f64,
     (training_seconds(&events), wall)
 }
 
-fn pytorch() -> f64 {
+fn pytorch(threads: i32) -> f64 {
     let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/pytorch_mlp.py");
     let out = Command::new(python)
@@ -103,6 +105,7 @@ fn pytorch() -> f64 {
             "--epochs",
             &EPOCHS.to_string(),
         ])
+        .args(["--threads", &threads.to_string()])
         .output()
         .expect("run .venv/bin/python (make setup creates it)");
     assert!(
@@ -133,7 +136,7 @@ fn main() {
         svc.push(t);
         svc_wall.push(w);
         bare.push(bare_tch());
-        py.push(pytorch());
+        py.push(pytorch(tch::get_num_threads()));
         println!(
             "  round {round}: service {t:.3}s (submit→end {w:.3}s), bare tch {:.3}s, pytorch {:.3}s",
             bare[round - 1],

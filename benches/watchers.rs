@@ -15,7 +15,11 @@ const WATCHERS: usize = 1000;
 const CONNECTIONS: usize = 10;
 const ROUNDS: usize = 2;
 
-async fn run_job(client: &mut TrainerClient<Channel>, channels: &[Channel], watchers: usize) -> (f64, Vec<f64>) {
+async fn run_job(
+    client: &mut TrainerClient<Channel>,
+    channels: &[Channel],
+    watchers: usize,
+) -> (f64, Vec<f64>) {
     let job = client
         .submit_job(pb::SubmitJobRequest {
             spec: Some(bench_spec(0)),
@@ -30,7 +34,10 @@ async fn run_job(client: &mut TrainerClient<Channel>, channels: &[Channel], watc
         tasks.push(tokio::spawn(async move {
             let connected = SystemTime::now();
             let mut stream = c
-                .watch_job(pb::WatchJobRequest { job_id: id, from_seq: 1 })
+                .watch_job(pb::WatchJobRequest {
+                    job_id: id,
+                    from_seq: 1,
+                })
                 .await
                 .unwrap()
                 .into_inner();
@@ -40,7 +47,12 @@ async fn run_job(client: &mut TrainerClient<Channel>, channels: &[Channel], watc
                 count += 1;
                 let sent = to_system_time(&e.time);
                 if sent >= connected {
-                    latencies.push(SystemTime::now().duration_since(sent).unwrap_or_default().as_secs_f64());
+                    latencies.push(
+                        SystemTime::now()
+                            .duration_since(sent)
+                            .unwrap_or_default()
+                            .as_secs_f64(),
+                    );
                 }
             }
             (count, latencies)
@@ -48,7 +60,10 @@ async fn run_job(client: &mut TrainerClient<Channel>, channels: &[Channel], watc
     }
     let events = {
         let mut s = client
-            .watch_job(pb::WatchJobRequest { job_id: job.id.clone(), from_seq: 1 })
+            .watch_job(pb::WatchJobRequest {
+                job_id: job.id.clone(),
+                from_seq: 1,
+            })
             .await
             .unwrap()
             .into_inner();

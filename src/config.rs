@@ -34,6 +34,11 @@ pub struct ServeConfig {
     /// Log line format (the level comes from RUST_LOG, default info).
     #[arg(long, env = "GRADSTREAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// libtorch intra-op threads (shared by all jobs); 0 = auto: the CPU cores divided among
+    /// the concurrent jobs, less one core kept for the service itself (streams, metrics), at
+    /// least 1.
+    #[arg(long, env = "GRADSTREAM_TORCH_THREADS", default_value_t = 0)]
+    pub torch_threads: u16,
     /// Seconds to wait for running jobs to stop on SIGTERM/SIGINT.
     #[arg(long, env = "GRADSTREAM_SHUTDOWN_GRACE", default_value_t = 30)]
     pub shutdown_grace: u64,
@@ -42,6 +47,16 @@ pub struct ServeConfig {
 impl ServeConfig {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace)
+    }
+
+    /// The intra-op thread count to give libtorch, resolving `0` (auto) for `cores` CPUs.
+    pub fn torch_threads_for(&self, cores: usize) -> usize {
+        match self.torch_threads {
+            0 => (cores / usize::from(self.max_concurrent_jobs.max(1)))
+                .saturating_sub(1)
+                .max(1),
+            n => usize::from(n),
+        }
     }
 }
 
@@ -64,6 +79,11 @@ mod tests {
         assert_eq!(c.max_concurrent_jobs, 1);
         assert_eq!(c.device, DeviceChoice::Auto);
         assert_eq!(c.shutdown_grace(), Duration::from_secs(30));
+        assert_eq!(c.torch_threads, 0);
+        // Auto: one core kept for the service, the rest shared by the job slots.
+        assert_eq!(c.torch_threads_for(2), 1);
+        assert_eq!(c.torch_threads_for(16), 15);
+        assert_eq!(c.torch_threads_for(1), 1);
     }
 
     #[test]

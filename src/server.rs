@@ -65,6 +65,10 @@ impl RunningServer {
 /// Binds and starts serving. `listening on ADDR` is logged once the socket is bound.
 pub async fn start(config: &ServeConfig) -> Result<RunningServer, StartError> {
     let device = config.device.resolve().map_err(StartError::Device)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let torch_threads = config.torch_threads_for(cores);
+    // Process-wide: libtorch has one intra-op pool setting for all jobs.
+    tch::set_num_threads(torch_threads as i32);
     std::fs::create_dir_all(&config.state_dir).map_err(|source| StartError::Dir {
         what: "state directory",
         path: config.state_dir.display().to_string(),
@@ -112,6 +116,7 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, StartError> {
         device = %engine::device_name(device),
         data_dir = %config.data_dir.display(),
         max_concurrent_jobs = config.max_concurrent_jobs,
+        torch_threads,
         "listening on {addr}"
     );
     Ok(RunningServer {

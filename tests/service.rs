@@ -567,3 +567,39 @@ async fn unknown_job_ids_are_not_found() {
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_or_vanished_watcher_does_not_hold_training_back() {
+    let ts = TestServer::start(1).await;
+    let mut c = ts.client().await;
+    // 4000 samples → 100 iterations per epoch, a report each: over 300 events, more than a
+    // watcher's send buffer and the HTTP/2 window of a stream nobody reads.
+    let mut s = spec(4000, 2, 3);
+    s.report_every = 1;
+    let job = c.submit_job(request(s)).await.unwrap().into_inner();
+    let watch_req = || pb::WatchJobRequest {
+        job_id: job.id.clone(),
+        from_seq: 1,
+    };
+    let mut slow_client = ts.client().await;
+    let slow = slow_client
+        .watch_job(watch_req())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut gone_client = ts.client().await;
+    drop(
+        gone_client
+            .watch_job(watch_req())
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    drop(gone_client);
+    // The job runs to the end while the slow watcher has read nothing.
+    let events = watch(&mut c, &job.id, 1).await;
+    assert_eq!(statuses(&events).last(), Some(&pb::JobStatus::Succeeded));
+    assert!(events.len() > 300, "{} events", events.len());
+    // The slow watcher then still gets everything, once, in order.
+    assert_eq!(collect(slow).await, events);
+}

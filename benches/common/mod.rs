@@ -24,6 +24,7 @@ pub async fn start_server(dir: &std::path::Path) -> RunningServer {
         max_concurrent_jobs: 1,
         device: DeviceChoice::Cpu,
         log_format: LogFormat::Text,
+        torch_threads: 0,
         shutdown_grace: 30,
     };
     server::start(&config).await.expect("server starts")

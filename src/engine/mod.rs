@@ -41,7 +41,7 @@ pub enum EngineError {
     Cancelled,
     #[error(
         "the training loss became {loss} at step {step} (epoch {epoch}, iteration {iteration}); \
-         the learning rate ({learning_rate}) is likely too high: try a value 10 times smaller"
+         the learning rate ({learning_rate:e}) is likely too high: try a value 10 times smaller"
     )]
     Diverged {
         step: u64,

@@ -26,6 +26,7 @@ impl TestServer {
             max_concurrent_jobs,
             device: DeviceChoice::Cpu,
             log_format: LogFormat::Text,
+            torch_threads: 0,
             shutdown_grace: 30,
         };
         let server = server::start(&config).await.unwrap();
