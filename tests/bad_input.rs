@@ -134,6 +134,22 @@ const SPEC_CASES: &[(&str, Mutate, &[&str])] = &[
         &["spec.model.mlp.dropout", "[0, 1)"],
     ),
     (
+        "a model too large to allocate",
+        |s| mlp(s).hidden_layers = vec![65_536; 8],
+        &["spec.model", "parameters", "limit of 100000000"],
+    ),
+    (
+        "synthetic data too large to allocate",
+        |s| {
+            synthetic(s).samples = 10_000_000;
+            synthetic(s).features = 100_000;
+        },
+        &[
+            "spec.dataset.synthetic.samples",
+            "values, more than the limit",
+        ],
+    ),
+    (
         "a zero-width layer",
         |s| mlp(s).hidden_layers = vec![8, 0],
         &["spec.model.mlp.hidden_layers[1]"],

@@ -9,6 +9,10 @@ pub const MAX_BATCH_SIZE: u32 = 1 << 20;
 const MAX_FEATURES: u32 = 100_000;
 const MAX_CLASSES: u32 = 1_000;
 const MAX_SYNTHETIC_SAMPLES: u64 = 50_000_000;
+/// Generated values (samples × features) a synthetic dataset may hold: 1 GiB of f32.
+const MAX_SYNTHETIC_VALUES: u64 = 1 << 28;
+/// Trainable parameters a model may have (with Adam's state, about 1.6 GB of f32).
+pub const MAX_PARAMETERS: u64 = 100_000_000;
 const MAX_HIDDEN_LAYERS: usize = 64;
 const MAX_LAYER_WIDTH: u32 = 65_536;
 
@@ -265,6 +269,35 @@ impl JobSpec {
         Ok(())
     }
 
+    /// Trainable parameters of the model for `inputs` features and `classes` classes.
+    pub fn parameter_count(&self, inputs: u64, classes: u64) -> u64 {
+        match &self.model {
+            ModelSpec::Mlp(mlp) => {
+                let mut fan_in = inputs;
+                let mut total = 0u64;
+                for &w in &mlp.hidden_layers {
+                    let w = u64::from(w);
+                    total = total.saturating_add(fan_in.saturating_mul(w).saturating_add(w));
+                    if mlp.batch_norm {
+                        total = total.saturating_add(2 * w);
+                    }
+                    fan_in = w;
+                }
+                total.saturating_add(fan_in.saturating_mul(classes).saturating_add(classes))
+            }
+        }
+    }
+
+    /// Refuses models too large to train here, before any memory is allocated.
+    pub fn validate_model_size(&self, inputs: u64, classes: u64) -> Result<(), SpecError> {
+        let n = self.parameter_count(inputs, classes);
+        check(n <= MAX_PARAMETERS, "spec.model", || {
+            format!(
+                "the model would have {n} parameters for {inputs} features and {classes} classes, more than the limit of {MAX_PARAMETERS}; use fewer or narrower hidden layers"
+            )
+        })
+    }
+
     fn validate_optimizer(&self) -> Result<(), SpecError> {
         let f = "spec.optimizer";
         match self.optimizer {
@@ -381,6 +414,17 @@ impl JobSpec {
                     &format!("{f}.features"),
                     || format!("must be 1 to {MAX_FEATURES}, got {}", s.features),
                 )?;
+                let values = s.samples * u64::from(s.features);
+                check(
+                    values <= MAX_SYNTHETIC_VALUES,
+                    &format!("{f}.samples"),
+                    || {
+                        format!(
+                            "{} samples x {} features is {values} values, more than the limit of {MAX_SYNTHETIC_VALUES}; use fewer samples or features",
+                            s.samples, s.features
+                        )
+                    },
+                )?;
                 check(s.classes >= 2, &format!("{f}.classes"), || {
                     format!("a classifier needs at least 2 classes, got {}", s.classes)
                 })?;
@@ -411,5 +455,46 @@ impl JobSpec {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_count_matches_the_layers() {
+        let spec = |hidden: Vec<u32>, batch_norm: bool| JobSpec {
+            name: String::new(),
+            dataset: DatasetSpec::Csv {
+                path: "x.csv".into(),
+                label_column: None,
+            },
+            model: ModelSpec::Mlp(MlpSpec {
+                hidden_layers: hidden,
+                activation: Activation::Relu,
+                batch_norm,
+                dropout: 0.0,
+            }),
+            epochs: 1,
+            batch_size: 1,
+            learning_rate: 0.1,
+            optimizer: OptimizerSpec::adam_default(),
+            class_weights: vec![],
+            validation_fraction: 0.2,
+            seed: 0,
+            report_every: 0,
+        };
+        assert_eq!(spec(vec![], false).parameter_count(4, 3), 4 * 3 + 3);
+        assert_eq!(
+            spec(vec![8], true).parameter_count(4, 3),
+            4 * 8 + 8 + 16 + 8 * 3 + 3
+        );
+        assert!(
+            spec(vec![65_536; 8], false)
+                .validate_model_size(10, 2)
+                .is_err()
+        );
+        assert!(spec(vec![128], false).validate_model_size(32, 10).is_ok());
     }
 }

@@ -122,6 +122,7 @@ impl JobManager {
             .into());
         }
         spec.validate_class_weights(Some(&dataset.labels))?;
+        spec.validate_model_size(dataset.width as u64, dataset.labels.len() as u64)?;
         let job = Arc::new(Job::new(uuid::Uuid::new_v4().to_string(), spec, dataset));
         let mut state = self.shared.lock();
         if !state.accepting {
