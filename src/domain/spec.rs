@@ -105,17 +105,13 @@ pub enum OptimizerSpec {
         nesterov: bool,
         weight_decay: f64,
     },
+    /// Adam; with `decoupled` weight decay it is AdamW.
     Adam {
         beta1: f64,
         beta2: f64,
         eps: f64,
         weight_decay: f64,
-    },
-    AdamW {
-        beta1: f64,
-        beta2: f64,
-        eps: f64,
-        weight_decay: f64,
+        decoupled: bool,
     },
     RmsProp {
         alpha: f64,
@@ -137,14 +133,19 @@ impl OptimizerSpec {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.0,
+            decoupled: false,
         }
     }
 
     pub fn name(&self) -> &'static str {
         match self {
             Self::Sgd { .. } => "sgd",
-            Self::Adam { .. } => "adam",
-            Self::AdamW { .. } => "adamw",
+            Self::Adam {
+                decoupled: false, ..
+            } => "adam",
+            Self::Adam {
+                decoupled: true, ..
+            } => "adamw",
             Self::RmsProp { .. } => "rmsprop",
             Self::AdaDelta { .. } => "adadelta",
         }
@@ -321,12 +322,7 @@ impl JobSpec {
                 beta2,
                 eps,
                 weight_decay,
-            }
-            | OptimizerSpec::AdamW {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
+                ..
             } => {
                 check_unit(beta1, &format!("{f}.beta1"), "beta1")?;
                 check_unit(beta2, &format!("{f}.beta2"), "beta2")?;

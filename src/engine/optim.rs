@@ -87,16 +87,18 @@ impl Optimizer {
                 beta2,
                 eps,
                 weight_decay,
+                decoupled: false,
             } => Self::Tch(
                 nn::adam(beta1, beta2, weight_decay)
                     .eps(eps)
                     .build(vs, lr)?,
             ),
-            OptimizerSpec::AdamW {
+            OptimizerSpec::Adam {
                 beta1,
                 beta2,
                 eps,
                 weight_decay,
+                decoupled: true,
             } => Self::Tch(
                 nn::adamw(beta1, beta2, weight_decay)
                     .eps(eps)

@@ -95,18 +95,17 @@ fn optimizer(o: Option<pb::Optimizer>) -> Result<OptimizerSpec, SpecError> {
     };
     let wd = o.weight_decay.unwrap_or(0.0);
     Ok(match K::try_from(o.kind) {
-        Ok(K::Unspecified | K::Adam) => OptimizerSpec::Adam {
-            beta1: o.beta1.unwrap_or(0.9),
-            beta2: o.beta2.unwrap_or(0.999),
-            eps: o.eps.unwrap_or(1e-8),
-            weight_decay: wd,
-        },
-        Ok(K::Adamw) => OptimizerSpec::AdamW {
-            beta1: o.beta1.unwrap_or(0.9),
-            beta2: o.beta2.unwrap_or(0.999),
-            eps: o.eps.unwrap_or(1e-8),
-            weight_decay: o.weight_decay.unwrap_or(0.01),
-        },
+        Ok(k @ (K::Unspecified | K::Adam | K::Adamw)) => {
+            let decoupled = k == K::Adamw;
+            OptimizerSpec::Adam {
+                beta1: o.beta1.unwrap_or(0.9),
+                beta2: o.beta2.unwrap_or(0.999),
+                eps: o.eps.unwrap_or(1e-8),
+                // PyTorch's AdamW defaults to 0.01, Adam to 0.
+                weight_decay: o.weight_decay.unwrap_or(if decoupled { 0.01 } else { 0.0 }),
+                decoupled,
+            }
+        }
         Ok(K::Sgd) => OptimizerSpec::Sgd {
             momentum: o.momentum,
             nesterov: o.nesterov,
@@ -204,18 +203,9 @@ fn optimizer_to_pb(o: &OptimizerSpec) -> pb::Optimizer {
             beta2,
             eps,
             weight_decay,
-        }
-        | OptimizerSpec::AdamW {
-            beta1,
-            beta2,
-            eps,
-            weight_decay,
+            decoupled,
         } => pb::Optimizer {
-            kind: if matches!(o, OptimizerSpec::Adam { .. }) {
-                K::Adam
-            } else {
-                K::Adamw
-            } as i32,
+            kind: if decoupled { K::Adamw } else { K::Adam } as i32,
             beta1: Some(beta1),
             beta2: Some(beta2),
             eps: Some(eps),
