@@ -4,6 +4,7 @@
 mod csv_file;
 mod split;
 mod synthetic;
+pub mod upload;
 
 use std::path::Path;
 
