@@ -70,6 +70,7 @@ async fn service(client: &mut TrainerClient<tonic::transport::Channel>) -> (f64,
     let mut stream = client
         .train(pb::SubmitJobRequest {
             spec: Some(bench_spec(0)),
+            request_id: String::new(),
         })
         .await
         .unwrap()

@@ -23,6 +23,7 @@ async fn run_job(
     let job = client
         .submit_job(pb::SubmitJobRequest {
             spec: Some(bench_spec(0)),
+            request_id: String::new(),
         })
         .await
         .unwrap()

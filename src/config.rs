@@ -34,6 +34,9 @@ pub struct ServeConfig {
     /// Log line format (the level comes from RUST_LOG, default info).
     #[arg(long, env = "GRADSTREAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Largest dataset upload accepted, in bytes (default 1 GiB).
+    #[arg(long, env = "GRADSTREAM_MAX_DATASET_BYTES", default_value_t = 1 << 30)]
+    pub max_dataset_bytes: u64,
     /// libtorch intra-op threads (shared by all jobs); 0 = auto: the CPU cores divided among
     /// the concurrent jobs, less one core kept for the service itself (streams, metrics), at
     /// least 1.

@@ -9,4 +9,5 @@ pub mod engine;
 pub mod jobs;
 pub mod metrics;
 pub mod server;
+pub mod store;
 pub mod transport;

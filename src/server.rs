@@ -2,6 +2,7 @@
 //! NOT_SERVING, stop accepting jobs, stop running jobs, end streams, close).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -10,6 +11,7 @@ use tokio::task::JoinHandle;
 use crate::config::ServeConfig;
 use crate::engine;
 use crate::jobs::{JobManager, JobsConfig};
+use crate::store::Store;
 use crate::transport::{self, ServeError};
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +23,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("cannot open the state in {path}: {message}")]
+    State { path: String, message: String },
     #[error("cannot create {what} {path}: {source}")]
     Dir {
         what: &'static str,
@@ -74,6 +78,12 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, StartError> {
         path: config.state_dir.display().to_string(),
         source,
     })?;
+    let store = Arc::new(
+        Store::open(&config.state_dir).map_err(|e| StartError::State {
+            path: config.state_dir.display().to_string(),
+            message: e.to_string(),
+        })?,
+    );
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -84,11 +94,27 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, StartError> {
         addr: config.listen.clone(),
         source,
     })?;
-    let jobs = JobManager::new(JobsConfig {
-        data_dir: config.data_dir.clone(),
-        device,
-        max_concurrent_jobs: usize::from(config.max_concurrent_jobs),
-    });
+    let (jobs, recovered) = JobManager::open(
+        JobsConfig {
+            data_dir: config.data_dir.clone(),
+            device,
+            max_concurrent_jobs: usize::from(config.max_concurrent_jobs),
+            max_dataset_bytes: config.max_dataset_bytes,
+        },
+        store,
+    )
+    .map_err(|e| StartError::State {
+        path: config.state_dir.display().to_string(),
+        message: e.to_string(),
+    })?;
+    if recovered.jobs > 0 {
+        tracing::info!(
+            jobs = recovered.jobs,
+            resuming = recovered.interrupted,
+            queued = recovered.requeued,
+            "recovered jobs from the state directory"
+        );
+    }
     let (health, health_service) = tonic_health::server::health_reporter();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let grace = config.shutdown_grace();

@@ -134,6 +134,15 @@ const SPEC_CASES: &[(&str, Mutate, &[&str])] = &[
         &["spec.model.mlp.dropout", "[0, 1)"],
     ),
     (
+        "batch norm with a last batch of one sample",
+        |s| {
+            // 100 samples: 80 train = 79 + 1.
+            s.batch_size = 79;
+            mlp(s).batch_norm = true;
+        },
+        &["spec.batch_size", "leave a batch of 1", "e.g. 80"],
+    ),
+    (
         "a model too large to allocate",
         |s| mlp(s).hidden_layers = vec![65_536; 8],
         &["spec.model", "parameters", "limit of 100000000"],

@@ -1,81 +1,39 @@
 //! The real binary as a user runs it: `serve` in its own process (port 0, address read from
 //! its log), the client commands against it, and SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+mod common;
 
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+
+use common::process::{BIN, ServerProcess};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gradstream");
-
 struct Server {
-    child: Child,
+    process: ServerProcess,
     url: String,
-    log: mpsc::Receiver<String>,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
 impl Server {
-    /// Starts `gradstream serve`, configured through GRADSTREAM_* variables, and waits for
-    /// its `listening on ADDR` line.
     fn start() -> Self {
         let data = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .env("GRADSTREAM_LISTEN", "127.0.0.1:0")
-            .env("GRADSTREAM_DATA_DIR", data.path())
-            .env("GRADSTREAM_STATE_DIR", state.path().join("nested"))
-            .env("GRADSTREAM_DEVICE", "cpu")
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let (tx, log) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let addr = loop {
-            let line = log.recv().expect("server exited before listening");
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
+        let process = ServerProcess::start(data.path(), &state.path().join("nested"));
         assert!(state.path().join("nested").is_dir(), "state dir created");
         Self {
-            child,
-            url: format!("http://{addr}"),
-            log,
+            url: process.url.clone(),
+            process,
             _dirs: (data, state),
         }
     }
 
     fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
-            .args(["--server", &self.url])
-            .output()
-            .unwrap()
+        self.process.cli(args)
     }
 
-    fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let status = self.child.wait().unwrap();
-        (status, self.log.iter().collect())
+    fn terminate(self) -> (std::process::ExitStatus, Vec<String>) {
+        self.process.stop("TERM")
     }
 }
 
@@ -176,8 +134,8 @@ fn client_commands_against_a_served_process_then_sigterm() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"));
 
-    // A long job is running when SIGTERM arrives: it is stopped, its stream ends, and the
-    // process exits cleanly.
+    // A long job is running when SIGTERM arrives: it goes back to QUEUED (to resume after a
+    // restart), its stream ends cleanly, and the process exits cleanly.
     let long = server.cli(&[
         "submit",
         "--json",
@@ -209,16 +167,17 @@ fn client_commands_against_a_served_process_then_sigterm() {
     assert!(status.success(), "exit status {status:?}");
     seen.extend(lines.map(|l| serde_json::from_str::<Value>(&l.unwrap()).unwrap()));
     let last = seen.last().unwrap();
-    assert_eq!(last["status"]["status"], "CANCELLED", "{last}");
+    assert_eq!(last["status"]["status"], "QUEUED", "{last}");
     assert!(
         last["status"]["message"]
             .as_str()
             .unwrap()
-            .contains("shutting down")
+            .contains("stopped by a server shutdown"),
+        "{last}"
     );
     assert!(
         !watcher.wait().unwrap().success(),
-        "a cancelled job's watch exits non-zero"
+        "an unfinished job's watch exits non-zero"
     );
     assert!(log.iter().any(|l| l.contains("SIGTERM")), "{log:?}");
     assert!(log.iter().any(|l| l.contains("server stopped")), "{log:?}");

@@ -25,6 +25,7 @@ pub async fn start_server(dir: &std::path::Path) -> RunningServer {
         device: DeviceChoice::Cpu,
         log_format: LogFormat::Text,
         torch_threads: 0,
+        max_dataset_bytes: 1 << 30,
         shutdown_grace: 30,
     };
     server::start(&config).await.expect("server starts")

@@ -6,7 +6,7 @@ use tonic::transport::Channel;
 
 use super::render::Renderer;
 use super::{ClientArgs, SpecArgs};
-use crate::transport::pb::{self, trainer_client::TrainerClient};
+use crate::transport::pb::{self, datasets_client::DatasetsClient, trainer_client::TrainerClient};
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -116,5 +116,143 @@ pub async fn cancel(args: &ClientArgs, job_id: &str) -> Result<ExitCode> {
         .map_err(status_error)?
         .into_inner();
     Renderer::new(args.json).job_line(&job);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn datasets_client(args: &ClientArgs) -> Result<DatasetsClient<Channel>> {
+    DatasetsClient::connect(args.server.clone())
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot reach the server at {}: {e}; is `gradstream serve` running there?",
+                args.server
+            )
+        })
+}
+
+/// Bytes per upload message.
+const UPLOAD_CHUNK: usize = 256 * 1024;
+
+pub async fn upload(
+    args: &ClientArgs,
+    file: &std::path::Path,
+    name: Option<String>,
+    label_column: String,
+) -> Result<ExitCode> {
+    use sha2::{Digest, Sha256};
+    use tokio::io::AsyncReadExt;
+    let mut c = datasets_client(args).await?;
+    let open = || format!("cannot read {}", file.display());
+    let size = tokio::fs::metadata(file)
+        .await
+        .map_err(|e| format!("{}: {e}", open()))?
+        .len();
+    // The checksum goes in the header, so the server can verify what it received.
+    let mut hasher = Sha256::new();
+    let mut f = tokio::fs::File::open(file)
+        .await
+        .map_err(|e| format!("{}: {e}", open()))?;
+    let mut buf = vec![0u8; UPLOAD_CHUNK];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("{}: {e}", open()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let sha256: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let name = name.unwrap_or_else(|| {
+        file.file_name()
+            .map_or_else(|| "dataset".into(), |n| n.to_string_lossy().into_owned())
+    });
+    let bar = super::render::byte_bar(size, args.json);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let path = file.to_path_buf();
+    let feeder_bar = bar.clone();
+    let feeder = tokio::spawn(async move {
+        use pb::upload_dataset_request::Part;
+        let header = pb::UploadDatasetRequest {
+            part: Some(Part::Header(pb::DatasetHeader {
+                name,
+                format: pb::DatasetFormat::Csv as i32,
+                label_column,
+                sha256,
+            })),
+        };
+        if tx.send(header).await.is_err() {
+            return;
+        }
+        let Ok(mut f) = tokio::fs::File::open(&path).await else {
+            return;
+        };
+        let mut buf = vec![0u8; UPLOAD_CHUNK];
+        while let Ok(n) = f.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            feeder_bar.inc(n as u64);
+            let chunk = pb::UploadDatasetRequest {
+                part: Some(Part::Chunk(buf[..n].to_vec())),
+            };
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let result = c
+        .upload_dataset(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await;
+    feeder.abort();
+    bar.finish_and_clear();
+    let info = result.map_err(status_error)?.into_inner();
+    Renderer::new(args.json).dataset(&info);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn datasets(args: &ClientArgs) -> Result<ExitCode> {
+    let mut c = datasets_client(args).await?;
+    let all = c
+        .list_datasets(pb::ListDatasetsRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .datasets;
+    let r = Renderer::new(args.json);
+    for d in &all {
+        r.dataset(d);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn dataset(args: &ClientArgs, id: &str) -> Result<ExitCode> {
+    let mut c = datasets_client(args).await?;
+    let info = c
+        .get_dataset(pb::GetDatasetRequest {
+            dataset_id: id.to_string(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    Renderer::new(args.json).dataset(&info);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn delete_dataset(args: &ClientArgs, id: &str) -> Result<ExitCode> {
+    let mut c = datasets_client(args).await?;
+    c.delete_dataset(pb::DeleteDatasetRequest {
+        dataset_id: id.to_string(),
+    })
+    .await
+    .map_err(status_error)?;
+    if !args.json {
+        println!("deleted {id}");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -74,12 +74,39 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Upload, list, inspect or delete datasets kept by the server.
+    Datasets {
+        #[command(subcommand)]
+        command: DatasetsCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Cancel a queued or running job.
     Cancel {
         job_id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetsCommand {
+    /// Stream a CSV file to the server; it is validated as it goes.
+    Upload {
+        file: std::path::PathBuf,
+        /// Name to show in listings (default: the file name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Header name of the label column (default: the last column).
+        #[arg(long, default_value = "")]
+        label_column: String,
+    },
+    /// All datasets, oldest first.
+    List,
+    /// One dataset.
+    Get { dataset_id: String },
+    /// Delete a dataset that no queued or running job uses.
+    Delete { dataset_id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,6 +150,18 @@ pub fn main() -> std::process::ExitCode {
                 JobsCommand::Get { job_id } => client::get(&client, &job_id).await,
             },
             Command::Cancel { job_id, client } => client::cancel(&client, &job_id).await,
+            Command::Datasets { command, client } => match command {
+                DatasetsCommand::Upload {
+                    file,
+                    name,
+                    label_column,
+                } => client::upload(&client, &file, name, label_column).await,
+                DatasetsCommand::List => client::datasets(&client).await,
+                DatasetsCommand::Get { dataset_id } => client::dataset(&client, &dataset_id).await,
+                DatasetsCommand::Delete { dataset_id } => {
+                    client::delete_dataset(&client, &dataset_id).await
+                }
+            },
         }
     });
     match result {

@@ -80,6 +80,38 @@ impl Renderer {
         }
     }
 
+    pub fn dataset(&self, d: &pb::DatasetInfo) {
+        if self.json {
+            println!(
+                "{}",
+                json!({
+                    "id": d.id, "name": d.name, "rows": d.rows, "features": d.features,
+                    "classes": d.classes, "labels": d.labels, "class_counts": d.class_counts,
+                    "bytes": d.bytes, "sha256": d.sha256, "created": ts(&d.created),
+                    "label_column": d.label_column,
+                })
+            );
+            return;
+        }
+        let classes: Vec<String> = d
+            .labels
+            .iter()
+            .zip(&d.class_counts)
+            .map(|(l, c)| format!("{l}:{c}"))
+            .collect();
+        println!(
+            "{}\t{}\t{} rows\t{} features\tlabel '{}'\tclasses {}\t{} bytes\tsha256 {}",
+            d.id,
+            d.name,
+            d.rows,
+            d.features,
+            d.label_column,
+            classes.join(" "),
+            d.bytes,
+            d.sha256
+        );
+    }
+
     pub fn job_line(&self, job: &pb::Job) {
         if self.json {
             println!("{}", job_json(job));
@@ -135,6 +167,20 @@ impl Renderer {
             print_epoch(e);
         }
     }
+}
+
+/// A byte-count progress bar (hidden for --json).
+pub fn byte_bar(total: u64, json: bool) -> ProgressBar {
+    if json {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("upload [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
 }
 
 fn short(id: &str) -> &str {

@@ -29,6 +29,9 @@ pub struct SpecArgs {
     /// CSV file, relative to the server's data directory (otherwise synthetic data is used).
     #[arg(long)]
     pub csv: Option<String>,
+    /// An uploaded dataset's id (see `gradstream datasets upload`).
+    #[arg(long, conflicts_with = "csv")]
+    pub dataset_id: Option<String>,
     /// Header name of the CSV label column (default: the last column).
     #[arg(long, default_value = "")]
     pub label_column: String,
@@ -87,6 +90,9 @@ pub struct SpecArgs {
     /// Seed for split, shuffling, initial weights and dropout.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Idempotency key: submitting again with the same key returns the same job.
+    #[arg(long, default_value = "")]
+    pub request_id: String,
     /// Iterations between progress events (0: about 20 per epoch).
     #[arg(long, default_value_t = 0)]
     pub report_every: u32,
@@ -94,12 +100,13 @@ pub struct SpecArgs {
 
 impl SpecArgs {
     pub fn to_request(&self) -> pb::SubmitJobRequest {
-        let source = match &self.csv {
-            Some(path) => pb::dataset::Source::Csv(pb::CsvDataset {
+        let source = match (&self.csv, &self.dataset_id) {
+            (_, Some(id)) => pb::dataset::Source::DatasetId(id.clone()),
+            (Some(path), None) => pb::dataset::Source::Csv(pb::CsvDataset {
                 path: path.clone(),
                 label_column: self.label_column.clone(),
             }),
-            None => pb::dataset::Source::Synthetic(pb::SyntheticDataset {
+            (None, None) => pb::dataset::Source::Synthetic(pb::SyntheticDataset {
                 samples: self.samples,
                 features: self.features,
                 classes: self.classes,
@@ -123,6 +130,7 @@ impl SpecArgs {
             OptimizerArg::Adadelta => pb::OptimizerKind::Adadelta,
         };
         pb::SubmitJobRequest {
+            request_id: self.request_id.clone(),
             spec: Some(pb::JobSpec {
                 name: self.name.clone(),
                 dataset: Some(pb::Dataset {

@@ -6,7 +6,7 @@ mod split;
 mod synthetic;
 pub mod upload;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use csv_file::{load_csv, resolve_data_path};
 pub use split::{Normalizer, Split, stratified_split};
@@ -60,13 +60,28 @@ pub enum DataError {
     },
 }
 
-/// Loads the dataset a spec names. CSV paths are resolved under `data_dir`.
-pub fn load(spec: &DatasetSpec, data_dir: &Path) -> Result<Dataset, DataError> {
+/// Where uploaded datasets live.
+pub trait UploadedDatasets {
+    /// The file, label column and name of an uploaded dataset.
+    fn locate(&self, id: &str) -> Result<(PathBuf, String, String), SpecError>;
+}
+
+/// Loads the dataset a spec names. CSV paths are resolved under `data_dir`; uploaded
+/// datasets through `uploaded`.
+pub fn load(
+    spec: &DatasetSpec,
+    data_dir: &Path,
+    uploaded: &dyn UploadedDatasets,
+) -> Result<Dataset, DataError> {
     match spec {
         DatasetSpec::Csv { path, label_column } => {
             let file = resolve_data_path(data_dir, path)?;
             load_csv(&file, path, label_column.as_deref())
         }
         DatasetSpec::Synthetic(s) => Ok(generate(s)?),
+        DatasetSpec::Uploaded { id } => {
+            let (file, label_column, name) = uploaded.locate(id)?;
+            load_csv(&file, &name, Some(&label_column))
+        }
     }
 }

@@ -4,7 +4,7 @@ use crate::metrics::Metrics;
 
 /// Where a job is in its life. QUEUED → RUNNING → one of the three terminal states;
 /// a queued job may also go straight to CANCELLED.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum JobStatus {
     Queued,
     Running,
@@ -39,7 +39,7 @@ pub struct JobEvent {
     pub kind: EventKind,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum EventKind {
     Status { status: JobStatus, message: String },
     Iteration(IterationProgress),
@@ -47,7 +47,7 @@ pub enum EventKind {
 }
 
 /// Training progress over the iterations since the previous report.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct IterationProgress {
     pub epoch: u32,
     pub iteration: u32,
@@ -59,7 +59,7 @@ pub struct IterationProgress {
 }
 
 /// Metrics at the end of an epoch.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochEnd {
     pub epoch: u32,
     pub train: Metrics,
@@ -68,7 +68,7 @@ pub struct EpochEnd {
 }
 
 /// What the engine learned while setting up a run: reported once, before the first iteration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunInfo {
     pub parameter_count: u64,
     pub labels: Vec<String>,

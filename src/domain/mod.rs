@@ -1,9 +1,11 @@
 //! The service's own types: what a job is, what happens to it. Transport converts the
 //! generated protobuf types to and from these; nothing here knows gRPC or tokio.
 
+mod dataset;
 mod event;
 mod spec;
 
+pub use dataset::DatasetInfo;
 pub use event::{EpochEnd, EventKind, IterationProgress, JobEvent, JobStatus, RunInfo};
 pub use spec::{
     Activation, DatasetSpec, JobSpec, MAX_BATCH_SIZE, MAX_EPOCHS, MlpSpec, ModelSpec,

@@ -35,7 +35,7 @@ impl SpecError {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JobSpec {
     pub name: String,
     pub dataset: DatasetSpec,
@@ -52,7 +52,7 @@ pub struct JobSpec {
     pub report_every: u32,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum DatasetSpec {
     /// A CSV file, relative to the server's data directory.
     Csv {
@@ -61,10 +61,14 @@ pub enum DatasetSpec {
         label_column: Option<String>,
     },
     Synthetic(SyntheticSpec),
+    /// A dataset uploaded through the Datasets service.
+    Uploaded {
+        id: String,
+    },
 }
 
 /// Gaussian clusters, one per class.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SyntheticSpec {
     pub samples: u64,
     pub features: u32,
@@ -75,12 +79,12 @@ pub struct SyntheticSpec {
     pub seed: u64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ModelSpec {
     Mlp(MlpSpec),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MlpSpec {
     pub hidden_layers: Vec<u32>,
     pub activation: Activation,
@@ -88,7 +92,7 @@ pub struct MlpSpec {
     pub dropout: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Activation {
     Relu,
     Tanh,
@@ -98,7 +102,7 @@ pub enum Activation {
 }
 
 /// An optimizer with every default resolved (PyTorch's defaults).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum OptimizerSpec {
     Sgd {
         momentum: f64,
@@ -289,6 +293,21 @@ impl JobSpec {
         }
     }
 
+    /// Batch statistics need at least two samples: with batch norm, refuses a batch size
+    /// that leaves a last batch of one sample (PyTorch refuses such a batch too).
+    pub fn validate_batches(&self, train_samples: u64) -> Result<(), SpecError> {
+        let ModelSpec::Mlp(mlp) = &self.model;
+        let bs = u64::from(self.batch_size);
+        let single =
+            train_samples == 1 || (train_samples > bs && train_samples % bs == 1) || bs == 1;
+        check(!(mlp.batch_norm && single), "spec.batch_size", || {
+            format!(
+                "with batch_norm, every batch needs at least 2 samples, but {train_samples} training samples in batches of {bs} leave a batch of 1; choose another batch size (e.g. {}) or validation_fraction",
+                if bs == 1 { 2 } else { bs + 1 }
+            )
+        })
+    }
+
     /// Refuses models too large to train here, before any memory is allocated.
     pub fn validate_model_size(&self, inputs: u64, classes: u64) -> Result<(), SpecError> {
         let n = self.parameter_count(inputs, classes);
@@ -386,6 +405,12 @@ impl JobSpec {
             DatasetSpec::Csv { path, .. } => {
                 check(!path.trim().is_empty(), "spec.dataset.csv.path", || {
                     "is empty; give a CSV file's path relative to the server's data directory"
+                        .into()
+                })
+            }
+            DatasetSpec::Uploaded { id } => {
+                check(!id.trim().is_empty(), "spec.dataset.dataset_id", || {
+                    "is empty; give the id UploadDataset returned (list them with ListDatasets)"
                         .into()
                 })
             }

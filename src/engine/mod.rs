@@ -27,11 +27,24 @@ const EVAL_CHUNK: i64 = 8192;
 const REPORTS_PER_EPOCH: usize = 20;
 
 /// Receives what happens during training. Called on the training thread; implementations
-/// must return quickly.
+/// must return quickly (hand heavy work such as writing files to another thread).
 pub trait Observer {
     fn started(&mut self, info: RunInfo);
     fn iteration(&mut self, progress: IterationProgress);
+    /// The state at the end of an epoch, before that epoch's `epoch_end`.
+    fn checkpoint(&mut self, checkpoint: Checkpoint);
     fn epoch_end(&mut self, epoch: EpochEnd);
+}
+
+/// Everything needed to continue training after `epoch`, bit for bit.
+pub struct Checkpoint {
+    pub epoch: u32,
+    pub global_step: u64,
+    /// Position of the dropout generator's stream.
+    pub dropout_word_pos: u128,
+    /// Model variables (`model.<name>`, batch-norm running statistics included) and
+    /// optimizer state (`opt.<name>`), copied to the CPU.
+    pub tensors: Vec<(String, Tensor)>,
 }
 
 /// Why training stopped early.
@@ -96,6 +109,7 @@ pub fn train(
     device: Device,
     observer: &mut dyn Observer,
     cancel: &AtomicBool,
+    resume: Option<Checkpoint>,
 ) -> Result<(), EngineError> {
     let split = stratified_split(data, spec.validation_fraction, spec.seed);
     let norm = Normalizer::fit(data, &split.train);
@@ -123,6 +137,7 @@ pub fn train(
         device,
         observer,
         cancel,
+        resume,
     )
 }
 
@@ -143,6 +158,7 @@ pub fn train_with_loader(
     device: Device,
     observer: &mut dyn Observer,
     cancel: &AtomicBool,
+    resume: Option<Checkpoint>,
 ) -> Result<(), EngineError> {
     let vs = nn::VarStore::new(device);
     let classes = labels.len() as i64;
@@ -180,9 +196,15 @@ pub fn train_with_loader(
     });
 
     let lr = spec.learning_rate;
-    let mut global_step = 0u64;
+    let (first_epoch, mut global_step) = match resume {
+        Some(c) => {
+            restore(&vs, &mut model, &mut opt, &c)?;
+            (c.epoch + 1, c.global_step)
+        }
+        None => (1, 0),
+    };
     let mut worker = MetricsWorker::spawn(labels.to_vec(), spec.class_weights.clone())?;
-    for epoch in 1..=spec.epochs {
+    for epoch in first_epoch..=spec.epochs {
         let epoch_start = Instant::now();
         let mut window = Window::new();
         let mut outputs: Vec<Tensor> = Vec::with_capacity(ipe);
@@ -237,6 +259,7 @@ pub fn train_with_loader(
                 Ok(Scores::with_targets(&logits, v.targets.clone())?)
             })
             .transpose()?;
+        observer.checkpoint(snapshot(&vs, &model, &opt, epoch, global_step)?);
         let train = Scores::from_batches(&outputs, &seen_targets)?;
         worker.submit(EpochOutputs {
             epoch,
@@ -246,6 +269,71 @@ pub fn train_with_loader(
         })?;
     }
     worker.finish(observer)
+}
+
+/// A deep copy of the training state, on the CPU.
+fn snapshot(
+    vs: &nn::VarStore,
+    model: &Mlp,
+    opt: &Optimizer,
+    epoch: u32,
+    global_step: u64,
+) -> Result<Checkpoint, EngineError> {
+    let copy = |t: &Tensor| -> Result<Tensor, EngineError> {
+        Ok(t.f_detach()?.f_to_device(Device::Cpu)?.copy())
+    };
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut tensors = Vec::with_capacity(vars.len());
+    for (name, t) in &vars {
+        tensors.push((format!("model.{name}"), copy(t)?));
+    }
+    for (name, t) in opt.state() {
+        tensors.push((format!("opt.{name}"), copy(&t)?));
+    }
+    Ok(Checkpoint {
+        epoch,
+        global_step,
+        dropout_word_pos: model.dropout_word_pos(),
+        tensors,
+    })
+}
+
+/// Loads a checkpoint into a freshly built model and optimizer of the same spec.
+fn restore(
+    vs: &nn::VarStore,
+    model: &mut Mlp,
+    opt: &mut Optimizer,
+    c: &Checkpoint,
+) -> Result<(), EngineError> {
+    let vars = vs.variables();
+    let mut opt_state = Vec::new();
+    let mut restored = 0;
+    for (name, t) in &c.tensors {
+        if let Some(var) = name.strip_prefix("model.") {
+            let mut dst = vars
+                .get(var)
+                .ok_or_else(|| {
+                    EngineError::Internal(format!(
+                        "checkpoint has variable '{var}' that the model lacks"
+                    ))
+                })?
+                .shallow_clone();
+            tch::no_grad(|| dst.f_copy_(t))?;
+            restored += 1;
+        } else if let Some(state) = name.strip_prefix("opt.") {
+            opt_state.push((state.to_string(), t.f_to_device(vs.device())?));
+        }
+    }
+    if restored != vars.len() {
+        return Err(EngineError::Internal(format!(
+            "checkpoint restores {restored} of the model's {} variables",
+            vars.len()
+        )));
+    }
+    opt.load_state(&opt_state)?;
+    model.set_dropout_word_pos(c.dropout_word_pos);
+    Ok(())
 }
 
 /// Loss and throughput since the last progress report.

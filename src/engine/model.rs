@@ -79,6 +79,15 @@ impl Mlp {
         }
     }
 
+    /// Position of the dropout generator, for checkpoints.
+    pub fn dropout_word_pos(&self) -> u128 {
+        self.dropout_rng.get_word_pos()
+    }
+
+    pub fn set_dropout_word_pos(&mut self, pos: u128) {
+        self.dropout_rng.set_word_pos(pos);
+    }
+
     /// Logits. `train` selects batch statistics and dropout; evaluation uses running
     /// statistics and no dropout.
     pub fn forward_t(&mut self, x: &Tensor, train: bool) -> Tensor {

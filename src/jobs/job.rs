@@ -6,11 +6,13 @@ use std::time::SystemTime;
 
 use tokio::sync::watch;
 
+use super::persist::{Persist, Persister};
 use crate::data::Dataset;
 use crate::domain::{
     EpochEnd, EventKind, IterationProgress, JobEvent, JobSpec, JobStatus, RunInfo,
 };
-use crate::engine::Observer;
+use crate::engine::{Checkpoint, Observer};
+use crate::store::StoredJob;
 
 /// A consistent copy of a job's state.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,14 +33,25 @@ pub struct JobSnapshot {
     pub device: String,
 }
 
+/// Why a job was asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A client cancelled it: it ends CANCELLED.
+    Cancelled,
+    /// The server is shutting down: it goes back to QUEUED and resumes after a restart.
+    Shutdown,
+}
+
 pub(super) struct Job {
     pub id: String,
+    pub request_id: Option<String>,
     pub spec: JobSpec,
     created: SystemTime,
     cancel: AtomicBool,
     inner: Mutex<Inner>,
-    /// Carries the number of events in the log; watchers wait on it.
+    /// Carries the number of durable events; watchers wait on it.
     log_len: watch::Sender<u64>,
+    persister: Persister,
 }
 
 struct Inner {
@@ -51,94 +64,187 @@ struct Inner {
     info: Option<RunInfo>,
     labels: Vec<String>,
     device: String,
-    cancel_reason: String,
-    /// Held from submit until the job starts; then owned by the training thread.
+    stop_reason: Option<StopReason>,
+    /// Held from submit until the job starts; then owned by the training thread. A job
+    /// recovered after a restart reads its dataset again when it starts.
     dataset: Option<Dataset>,
     events: Vec<Arc<JobEvent>>,
+    /// Events `..durable` are on disk; only those are shown to watchers.
+    durable: u64,
+    /// Set at shutdown: streams of jobs that will not finish in this process end.
+    streams_closed: bool,
+}
+
+impl Inner {
+    fn new(labels: Vec<String>, dataset: Option<Dataset>) -> Self {
+        Self {
+            status: JobStatus::Queued,
+            message: String::new(),
+            started: None,
+            finished: None,
+            epochs_completed: 0,
+            last_epoch: None,
+            info: None,
+            labels,
+            device: String::new(),
+            stop_reason: None,
+            dataset,
+            events: Vec::new(),
+            durable: 0,
+            streams_closed: false,
+        }
+    }
+
+    /// The one place an event changes a job's state (live, and when replaying the log).
+    fn apply(&mut self, kind: &EventKind, time: SystemTime) {
+        match kind {
+            EventKind::Status { status, message } => {
+                self.status = *status;
+                self.message = message.clone();
+                match status {
+                    JobStatus::Running => self.started = self.started.or(Some(time)),
+                    s if s.is_terminal() => self.finished = Some(time),
+                    _ => {}
+                }
+            }
+            EventKind::Epoch(e) => {
+                self.epochs_completed = e.epoch;
+                self.last_epoch = Some((**e).clone());
+            }
+            EventKind::Iteration(_) => {}
+        }
+    }
 }
 
 impl Job {
-    pub fn new(id: String, spec: JobSpec, dataset: Dataset) -> Self {
+    pub fn new(
+        id: String,
+        request_id: Option<String>,
+        spec: JobSpec,
+        dataset: Dataset,
+        persister: Persister,
+    ) -> Self {
         Self {
             id,
+            request_id,
             spec,
             created: SystemTime::now(),
             cancel: AtomicBool::new(false),
-            inner: Mutex::new(Inner {
-                status: JobStatus::Queued,
-                message: String::new(),
-                started: None,
-                finished: None,
-                epochs_completed: 0,
-                last_epoch: None,
-                info: None,
-                labels: dataset.labels.clone(),
-                device: String::new(),
-                cancel_reason: String::new(),
-                dataset: Some(dataset),
-                events: Vec::new(),
-            }),
+            inner: Mutex::new(Inner::new(dataset.labels.clone(), Some(dataset))),
             log_len: watch::channel(0).0,
+            persister,
         }
+    }
+
+    /// A job read back from the state database, its state rebuilt from its events.
+    pub fn restore(stored: StoredJob, persister: Persister) -> Self {
+        let mut inner = Inner::new(Vec::new(), None);
+        if let Some(info) = &stored.info {
+            inner.labels = info.labels.clone();
+            inner.device = info.device.clone();
+        }
+        inner.info = stored.info;
+        for e in stored.events {
+            inner.apply(&e.kind, e.time);
+            inner.events.push(Arc::new(e));
+        }
+        inner.durable = inner.events.len() as u64;
+        Self {
+            id: stored.id,
+            request_id: stored.request_id,
+            spec: stored.spec,
+            created: stored.created,
+            cancel: AtomicBool::new(false),
+            log_len: watch::channel(inner.durable).0,
+            inner: Mutex::new(inner),
+            persister,
+        }
+    }
+
+    pub fn created(&self) -> SystemTime {
+        self.created
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends an event (next seq) and applies it to the job's state, under one lock, then
-    /// wakes watchers. Events after a terminal status are dropped: the log ends there.
-    pub fn push(&self, kind: EventKind) {
+    /// Appends an event (next seq) and applies it to the job's state under one lock, then
+    /// hands it to the writer, which shows it to watchers once it is on disk. Events after
+    /// a terminal status are dropped: the log ends there.
+    pub fn push(self: &Arc<Self>, kind: EventKind) {
         let mut inner = self.lock();
         if inner.status.is_terminal() && !inner.events.is_empty() {
             return;
         }
-        match &kind {
-            EventKind::Status { status, message } => {
-                inner.status = *status;
-                inner.message = message.clone();
-                if status.is_terminal() {
-                    inner.finished = Some(SystemTime::now());
-                }
-            }
-            EventKind::Epoch(e) => {
-                inner.epochs_completed = e.epoch;
-                inner.last_epoch = Some((**e).clone());
-            }
-            EventKind::Iteration(_) => {}
-        }
+        let time = SystemTime::now();
+        inner.apply(&kind, time);
         let seq = inner.events.len() as u64 + 1;
-        inner.events.push(Arc::new(JobEvent {
+        let event = Arc::new(JobEvent {
             job_id: self.id.clone(),
             seq,
-            time: SystemTime::now(),
+            time,
             kind,
-        }));
-        drop(inner);
-        self.log_len.send_replace(seq);
+        });
+        inner.events.push(event.clone());
+        // Sent under the lock, so the writer receives this job's events in seq order.
+        self.persister.send(Persist::Event(self.clone(), event));
     }
 
-    pub fn start(&self, device: String) {
-        {
-            let mut inner = self.lock();
-            inner.started = Some(SystemTime::now());
-            inner.device = device.clone();
+    /// Called by the writer once events up to `seq` are on disk.
+    pub fn mark_durable(&self, seq: u64) {
+        let mut inner = self.lock();
+        if seq > inner.durable {
+            inner.durable = seq;
+            drop(inner);
+            self.log_len.send_replace(seq);
         }
+    }
+
+    /// Ends every open stream of this job once it has delivered what is on disk.
+    pub fn close_streams(&self) {
+        self.lock().streams_closed = true;
+        self.log_len.send_modify(|_| {});
+    }
+
+    pub fn status(&self) -> JobStatus {
+        self.lock().status
+    }
+
+    pub fn epochs_completed(&self) -> u32 {
+        self.lock().epochs_completed
+    }
+
+    pub fn has_events(&self) -> bool {
+        !self.lock().events.is_empty()
+    }
+
+    /// Records RUNNING, saying where training resumes when it does.
+    pub fn start(self: &Arc<Self>, device: String) {
+        let resumed = {
+            let mut inner = self.lock();
+            inner.device = device.clone();
+            inner.epochs_completed
+        };
+        let message = match resumed {
+            0 => format!("training on {device}"),
+            e => format!("resumed from the checkpoint of epoch {e}, training on {device}"),
+        };
         self.push(EventKind::Status {
             status: JobStatus::Running,
-            message: format!("training on {device}"),
+            message,
         });
     }
 
-    pub fn finish(&self, status: JobStatus, message: String) {
+    pub fn set_status(self: &Arc<Self>, status: JobStatus, message: String) {
         self.push(EventKind::Status { status, message });
     }
 
-    /// Sets the cancel flag (first reason wins) and returns the status at that moment.
-    pub fn request_cancel(&self, reason: &str) -> JobStatus {
+    /// Asks the job to stop (the first reason wins) and returns its status at that moment.
+    pub fn request_stop(&self, reason: StopReason) -> JobStatus {
         let mut inner = self.lock();
         if !inner.status.is_terminal() && !self.cancel.swap(true, Ordering::SeqCst) {
-            inner.cancel_reason = reason.to_string();
+            inner.stop_reason = Some(reason);
         }
         inner.status
     }
@@ -147,8 +253,8 @@ impl Job {
         &self.cancel
     }
 
-    pub fn cancel_reason(&self) -> String {
-        self.lock().cancel_reason.clone()
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.lock().stop_reason
     }
 
     pub fn take_dataset(&self) -> Option<Dataset> {
@@ -177,24 +283,37 @@ impl Job {
     }
 }
 
-/// Feeds engine reports into the job's log.
+/// Feeds engine reports into the job's log and the writer.
 pub(super) struct JobObserver<'a> {
-    job: &'a Job,
+    job: &'a Arc<Job>,
 }
 
 impl<'a> JobObserver<'a> {
-    pub fn new(job: &'a Job) -> Self {
+    pub fn new(job: &'a Arc<Job>) -> Self {
         Self { job }
     }
 }
 
 impl Observer for JobObserver<'_> {
     fn started(&mut self, info: RunInfo) {
-        self.job.lock().info = Some(info);
+        {
+            let mut inner = self.job.lock();
+            inner.labels = info.labels.clone();
+            inner.info = Some(info.clone());
+        }
+        self.job
+            .persister
+            .send(Persist::Info(self.job.id.clone(), info));
     }
 
     fn iteration(&mut self, progress: IterationProgress) {
         self.job.push(EventKind::Iteration(progress));
+    }
+
+    fn checkpoint(&mut self, checkpoint: Checkpoint) {
+        self.job
+            .persister
+            .send(Persist::Checkpoint(self.job.clone(), checkpoint));
     }
 
     fn epoch_end(&mut self, epoch: EpochEnd) {
@@ -219,22 +338,24 @@ impl Subscription {
         }
     }
 
-    /// The next events in order (every event once), waiting for new ones; `None` after the
-    /// terminal status event has been returned.
+    /// The next events in order (every event once, only once it is on disk), waiting for
+    /// new ones; `None` after the terminal status event has been returned, or at shutdown
+    /// once everything on disk was delivered.
     pub async fn next_batch(&mut self) -> Option<Vec<Arc<JobEvent>>> {
         loop {
-            // Mark the current length seen *before* reading the log, so an event pushed
-            // after the read wakes `changed()` below.
+            // Mark the current length seen *before* reading the log, so an event made
+            // durable after the read wakes `changed()` below.
             self.log_len.borrow_and_update();
             {
                 let inner = self.job.lock();
-                let len = inner.events.len() as u64;
+                let len = inner.durable;
                 if len >= self.next {
-                    let batch = inner.events[(self.next - 1) as usize..].to_vec();
+                    let batch = inner.events[(self.next - 1) as usize..len as usize].to_vec();
                     self.next = len + 1;
                     return Some(batch);
                 }
-                if inner.status.is_terminal() {
+                let all_on_disk = inner.durable == inner.events.len() as u64;
+                if all_on_disk && (inner.status.is_terminal() || inner.streams_closed) {
                     return None;
                 }
             }

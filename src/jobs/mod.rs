@@ -1,9 +1,12 @@
 //! The job manager: accepts jobs, queues them, runs each on its own OS thread (at most
 //! `max_concurrent_jobs` at once), keeps every job's event log and lets any number of
-//! watchers follow it. The async side only ever takes short locks here; training never
-//! waits for a watcher.
+//! watchers follow it. Everything a job is given and produces goes to the state store
+//! through one writer thread; after a restart, jobs continue where they were. The async
+//! side only ever takes short locks here; training never waits for a watcher or a disk.
 
+mod datasets;
 mod job;
+mod persist;
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -13,12 +16,15 @@ use std::time::{Duration, Instant};
 
 use tch::Device;
 
+pub use datasets::{DatasetUpload, UploadHeader};
 use job::{Job, JobObserver};
-pub use job::{JobSnapshot, Subscription};
+pub use job::{JobSnapshot, StopReason, Subscription};
+use persist::Persister;
 
 use crate::data::{self, DataError};
-use crate::domain::{EventKind, JobSpec, JobStatus, SpecError};
+use crate::domain::{JobSpec, JobStatus, SpecError};
 use crate::engine::{self, EngineError};
+use crate::store::{Store, StoreError, read_checkpoint};
 
 /// Settings of the job manager.
 #[derive(Debug, Clone)]
@@ -27,6 +33,8 @@ pub struct JobsConfig {
     pub data_dir: PathBuf,
     pub device: Device,
     pub max_concurrent_jobs: usize,
+    /// Largest dataset upload accepted, in bytes.
+    pub max_dataset_bytes: u64,
 }
 
 /// What the job manager refuses, and why.
@@ -39,9 +47,21 @@ pub enum JobError {
     #[error("no job with id '{0}'; list jobs to see the known ids")]
     NotFound(String),
     #[error(
+        "request_id '{0}' was already used for a job with a different spec; use a new request_id for a new job"
+    )]
+    RequestIdReused(String),
+    #[error(
         "the server is shutting down and accepts no new jobs; retry against another replica or after restart"
     )]
     ShuttingDown,
+    #[error("dataset upload: {0}")]
+    Upload(crate::data::upload::UploadError),
+    #[error("no dataset with id '{0}'; list datasets to see the known ids")]
+    DatasetNotFound(String),
+    #[error("dataset '{id}' is used by queued or running job(s) {}; cancel them or wait until they finish", jobs.join(", "))]
+    DatasetInUse { id: String, jobs: Vec<String> },
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<DataError> for JobError {
@@ -53,6 +73,20 @@ impl From<DataError> for JobError {
     }
 }
 
+impl From<StoreError> for JobError {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+/// What recovery found in the state directory.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    pub jobs: usize,
+    pub requeued: usize,
+    pub interrupted: usize,
+}
+
 /// Cheap to clone; all clones share one manager.
 #[derive(Clone)]
 pub struct JobManager {
@@ -61,6 +95,8 @@ pub struct JobManager {
 
 struct Shared {
     config: JobsConfig,
+    store: Arc<Store>,
+    persister: Persister,
     state: Mutex<State>,
     /// Signalled whenever a job thread ends.
     finished: Condvar,
@@ -70,40 +106,95 @@ struct State {
     jobs: HashMap<String, Arc<Job>>,
     /// Every job, oldest first.
     order: Vec<Arc<Job>>,
+    by_request: HashMap<String, Arc<Job>>,
     queue: VecDeque<Arc<Job>>,
     running: usize,
     accepting: bool,
 }
 
 impl JobManager {
-    pub fn new(config: JobsConfig) -> Self {
-        Self {
-            shared: Arc::new(Shared {
-                config,
-                state: Mutex::new(State {
-                    jobs: HashMap::new(),
-                    order: Vec::new(),
-                    queue: VecDeque::new(),
-                    running: 0,
-                    accepting: true,
-                }),
-                finished: Condvar::new(),
+    /// A manager over `store`, with every job the store holds: finished jobs as they were,
+    /// queued jobs queued again, and jobs that were running when the process stopped
+    /// queued first, to resume from their last checkpoint.
+    pub fn open(config: JobsConfig, store: Arc<Store>) -> Result<(Self, Recovered), JobError> {
+        let persister = Persister::spawn(store.clone())
+            .map_err(|e| JobError::Internal(format!("cannot start the state writer: {e}")))?;
+        let shared = Arc::new(Shared {
+            config,
+            store: store.clone(),
+            persister: persister.clone(),
+            state: Mutex::new(State {
+                jobs: HashMap::new(),
+                order: Vec::new(),
+                by_request: HashMap::new(),
+                queue: VecDeque::new(),
+                running: 0,
+                accepting: true,
             }),
+            finished: Condvar::new(),
+        });
+        let mut recovered = Recovered::default();
+        let mut interrupted = Vec::new();
+        let mut waiting = Vec::new();
+        {
+            let mut state = shared.lock();
+            for stored in store.load_jobs()? {
+                let job = Arc::new(Job::restore(stored, persister.clone()));
+                recovered.jobs += 1;
+                match job.status() {
+                    JobStatus::Running => {
+                        let epoch = job.epochs_completed();
+                        job.set_status(
+                            JobStatus::Queued,
+                            format!("the server restarted while this job was running; it will resume from the checkpoint of epoch {epoch}"),
+                        );
+                        interrupted.push(job.clone());
+                    }
+                    JobStatus::Queued => {
+                        if !job.has_events() {
+                            job.set_status(JobStatus::Queued, "queued".into());
+                        }
+                        waiting.push(job.clone());
+                    }
+                    _ => {}
+                }
+                state.jobs.insert(job.id.clone(), job.clone());
+                if let Some(r) = &job.request_id {
+                    state.by_request.insert(r.clone(), job.clone());
+                }
+                state.order.push(job);
+            }
+            recovered.interrupted = interrupted.len();
+            recovered.requeued = waiting.len();
+            state.queue.extend(interrupted.into_iter().chain(waiting));
+            shared.schedule(&mut state);
         }
+        Ok((Self { shared }, recovered))
     }
 
     pub fn config(&self) -> &JobsConfig {
         &self.shared.config
     }
 
-    /// Validates the spec, reads the dataset (blocking: call from a blocking context) and
-    /// queues the job.
-    pub fn submit(&self, spec: JobSpec) -> Result<JobSnapshot, JobError> {
+    /// Validates the spec, reads the dataset (blocking: call from a blocking context),
+    /// records the job and queues it. A `request_id` seen before returns that job instead.
+    pub fn submit(
+        &self,
+        spec: JobSpec,
+        request_id: Option<String>,
+    ) -> Result<JobSnapshot, JobError> {
+        if let Some(existing) = self.existing(&spec, request_id.as_deref())? {
+            return Ok(existing);
+        }
         if !self.shared.lock().accepting {
             return Err(JobError::ShuttingDown);
         }
         spec.validate()?;
-        let dataset = data::load(&spec.dataset, &self.shared.config.data_dir)?;
+        let dataset = data::load(
+            &spec.dataset,
+            &self.shared.config.data_dir,
+            &*self.shared.store,
+        )?;
         if dataset.rows() == 0 {
             return Err(SpecError::new(
                 "spec.dataset",
@@ -123,20 +214,53 @@ impl JobManager {
         }
         spec.validate_class_weights(Some(&dataset.labels))?;
         spec.validate_model_size(dataset.width as u64, dataset.labels.len() as u64)?;
-        let job = Arc::new(Job::new(uuid::Uuid::new_v4().to_string(), spec, dataset));
+        let split = data::stratified_split(&dataset, spec.validation_fraction, spec.seed);
+        spec.validate_batches(split.train.len() as u64)?;
         let mut state = self.shared.lock();
         if !state.accepting {
             return Err(JobError::ShuttingDown);
         }
-        job.push(EventKind::Status {
-            status: JobStatus::Queued,
-            message: format!("queued behind {} job(s)", state.queue.len()),
-        });
+        // A retry that raced with its first attempt.
+        if let Some(r) = &request_id
+            && let Some(job) = state.by_request.get(r)
+        {
+            return same_spec(job, &spec, r);
+        }
+        let job = Arc::new(Job::new(
+            uuid::Uuid::new_v4().to_string(),
+            request_id.clone(),
+            spec,
+            dataset,
+            self.shared.persister.clone(),
+        ));
+        // The job row is committed before the client hears of the job.
+        self.shared
+            .store
+            .insert_job(&job.id, request_id.as_deref(), &job.spec, job.created())?;
+        job.set_status(
+            JobStatus::Queued,
+            format!("queued behind {} job(s)", state.queue.len()),
+        );
         state.jobs.insert(job.id.clone(), job.clone());
+        if let Some(r) = request_id {
+            state.by_request.insert(r, job.clone());
+        }
         state.order.push(job.clone());
         state.queue.push_back(job.clone());
         self.shared.schedule(&mut state);
         Ok(job.snapshot())
+    }
+
+    fn existing(
+        &self,
+        spec: &JobSpec,
+        request_id: Option<&str>,
+    ) -> Result<Option<JobSnapshot>, JobError> {
+        let Some(r) = request_id else { return Ok(None) };
+        match self.shared.lock().by_request.get(r) {
+            Some(job) => same_spec(job, spec, r).map(Some),
+            None => Ok(None),
+        }
     }
 
     pub fn get(&self, id: &str) -> Result<JobSnapshot, JobError> {
@@ -163,20 +287,26 @@ impl JobManager {
             .get(id)
             .cloned()
             .ok_or_else(|| JobError::NotFound(id.to_string()))?;
-        Shared::cancel_locked(&mut state, &job, "cancelled by request");
+        if job.request_stop(StopReason::Cancelled) == JobStatus::Queued {
+            state.queue.retain(|q| !Arc::ptr_eq(q, &job));
+            job.set_status(JobStatus::Cancelled, "cancelled by request".into());
+        }
         drop(state);
         Ok(job.snapshot())
     }
 
-    /// Stops accepting jobs, cancels queued and running ones, and waits up to `grace` for
-    /// running jobs to stop. Returns how many were still running at the deadline.
+    /// Stops accepting jobs and stops running ones at their next iteration; they go back to
+    /// QUEUED and resume from their last checkpoint after a restart. Waits up to `grace`
+    /// for them, writes everything out and ends every open stream. Returns how many jobs
+    /// were still running at the deadline.
     pub fn shutdown(&self, grace: Duration) -> usize {
         let deadline = Instant::now() + grace;
         let mut state = self.shared.lock();
         state.accepting = false;
+        state.queue.clear();
         let jobs: Vec<Arc<Job>> = state.order.clone();
         for job in &jobs {
-            Shared::cancel_locked(&mut state, job, "cancelled: the server is shutting down");
+            job.request_stop(StopReason::Shutdown);
         }
         while state.running > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -190,7 +320,21 @@ impl JobManager {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        state.running
+        let still_running = state.running;
+        drop(state);
+        self.shared.persister.flush();
+        for job in &jobs {
+            job.close_streams();
+        }
+        still_running
+    }
+}
+
+fn same_spec(job: &Arc<Job>, spec: &JobSpec, request_id: &str) -> Result<JobSnapshot, JobError> {
+    if job.spec == *spec {
+        Ok(job.snapshot())
+    } else {
+        Err(JobError::RequestIdReused(request_id.to_string()))
     }
 }
 
@@ -209,18 +353,10 @@ impl Shared {
             .ok_or_else(|| JobError::NotFound(id.to_string()))
     }
 
-    fn cancel_locked(state: &mut State, job: &Arc<Job>, reason: &str) {
-        // A running job sees the flag within one iteration; finished ones stay as they are.
-        if job.request_cancel(reason) == JobStatus::Queued {
-            state.queue.retain(|q| !Arc::ptr_eq(q, job));
-            job.finish(JobStatus::Cancelled, reason.to_string());
-        }
-    }
-
     /// Starts queued jobs while there are free slots. Called with the state locked, so the
     /// RUNNING event is recorded before anyone can see the job leave the queue.
     fn schedule(self: &Arc<Self>, state: &mut State) {
-        while state.running < self.config.max_concurrent_jobs.max(1) {
+        while state.accepting && state.running < self.config.max_concurrent_jobs.max(1) {
             let Some(job) = state.queue.pop_front() else {
                 break;
             };
@@ -229,11 +365,11 @@ impl Shared {
             let shared = self.clone();
             let thread_job = job.clone();
             let spawned = std::thread::Builder::new()
-                .name(format!("job-{}", &job.id[..8]))
+                .name(format!("job-{}", &job.id[..8.min(job.id.len())]))
                 .spawn(move || shared.run(thread_job));
             if let Err(e) = spawned {
                 state.running -= 1;
-                job.finish(
+                job.set_status(
                     JobStatus::Failed,
                     format!(
                         "could not start a training thread: {e}; the server may be out of resources"
@@ -245,45 +381,70 @@ impl Shared {
 
     /// The body of a job thread.
     fn run(self: Arc<Self>, job: Arc<Job>) {
-        let dataset = job.take_dataset();
         let span = tracing::info_span!("job", id = %job.id);
         let _enter = span.enter();
         tracing::info!(name = %job.spec.name, "training started");
-        let outcome = match dataset {
-            Some(data) => std::panic::catch_unwind(AssertUnwindSafe(|| {
-                let mut observer = JobObserver::new(&job);
-                engine::train(
-                    &job.spec,
-                    &data,
-                    self.config.device,
-                    &mut observer,
-                    job.cancel_flag(),
-                )
-            })),
-            None => Ok(Err(EngineError::Cancelled)),
-        };
-        let (status, message) = match outcome {
-            Ok(Ok(())) => (
+        let (status, message) = match self.train(&job) {
+            Ok(()) => (
                 JobStatus::Succeeded,
                 format!("trained {} epoch(s)", job.spec.epochs),
             ),
-            Ok(Err(EngineError::Cancelled)) => (JobStatus::Cancelled, job.cancel_reason()),
-            Ok(Err(e)) => (JobStatus::Failed, e.to_string()),
-            Err(panic) => (
-                JobStatus::Failed,
-                format!(
-                    "internal error while training: {}; other jobs are unaffected, please report this",
-                    panic_message(&panic)
+            Err(EngineError::Cancelled) => match job.stop_reason() {
+                Some(StopReason::Shutdown) => (
+                    JobStatus::Queued,
+                    format!(
+                        "stopped by a server shutdown; it will resume from the checkpoint of epoch {} when the server restarts",
+                        job.epochs_completed()
+                    ),
                 ),
-            ),
+                _ => (JobStatus::Cancelled, "cancelled by request".into()),
+            },
+            Err(e) => (JobStatus::Failed, e.to_string()),
         };
         tracing::info!(status = status.as_str(), %message, "training ended");
-        job.finish(status, message);
+        job.set_status(status, message);
         let mut state = self.lock();
         state.running -= 1;
         self.schedule(&mut state);
         drop(state);
         self.finished.notify_all();
+    }
+
+    /// Reads the dataset if needed, loads the checkpoint to resume from, and trains.
+    /// A panic in libtorch or our code fails this job only.
+    fn train(&self, job: &Arc<Job>) -> Result<(), EngineError> {
+        std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let data = match job.take_dataset() {
+                Some(d) => d,
+                None => data::load(&job.spec.dataset, &self.config.data_dir, &*self.store)
+                    .map_err(|e| {
+                        EngineError::Internal(format!("the dataset can no longer be read: {e}"))
+                    })?,
+            };
+            let resume = match job.epochs_completed() {
+                0 => None,
+                epoch => Some(
+                    read_checkpoint(&self.store.job_dir(&job.id), epoch).map_err(|e| {
+                        EngineError::Internal(format!("cannot resume from epoch {epoch}: {e}"))
+                    })?,
+                ),
+            };
+            let mut observer = JobObserver::new(job);
+            engine::train(
+                &job.spec,
+                &data,
+                self.config.device,
+                &mut observer,
+                job.cancel_flag(),
+                resume,
+            )
+        }))
+        .unwrap_or_else(|panic| {
+            Err(EngineError::Internal(format!(
+                "{}; other jobs are unaffected, please report this",
+                panic_message(&panic)
+            )))
+        })
     }
 }
 

@@ -18,7 +18,7 @@ use std::cmp::Ordering;
 
 /// A `k x k` confusion matrix: `counts[actual * k + predicted]` is the number of
 /// rows whose true class is `actual` and whose predicted class is `predicted`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ConfusionMatrix {
     /// Class names, in class-index order (`labels.len() == k`).
     pub labels: Vec<String>,
@@ -47,7 +47,7 @@ impl ConfusionMatrix {
 }
 
 /// Metrics of a single class (one-vs-rest).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ClassMetrics {
     /// Class name.
     pub label: String,
@@ -65,7 +65,7 @@ pub struct ClassMetrics {
 }
 
 /// Averaged precision / recall / F1 (macro or support-weighted).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Averages {
     /// Averaged precision.
     pub precision: f64,
@@ -76,7 +76,7 @@ pub struct Averages {
 }
 
 /// The full evaluation report produced by [`evaluate`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Metrics {
     /// The loss supplied by the caller, passed through unchanged.
     pub loss: f64,

@@ -4,8 +4,8 @@ use std::time::SystemTime;
 
 use super::pb;
 use crate::domain::{
-    Activation, DatasetSpec, EpochEnd, EventKind, IterationProgress, JobEvent, JobSpec, JobStatus,
-    MlpSpec, ModelSpec, OptimizerSpec, SpecError, SyntheticSpec,
+    Activation, DatasetInfo, DatasetSpec, EpochEnd, EventKind, IterationProgress, JobEvent,
+    JobSpec, JobStatus, MlpSpec, ModelSpec, OptimizerSpec, SpecError, SyntheticSpec,
 };
 use crate::jobs::JobSnapshot;
 use crate::metrics::{Averages, ClassMetrics, ConfusionMatrix, Metrics};
@@ -51,9 +51,10 @@ fn dataset(d: Option<pb::Dataset>) -> Result<DatasetSpec, SpecError> {
             separation: s.separation.unwrap_or(DEFAULT_SEPARATION),
             seed: s.seed,
         })),
+        Some(Source::DatasetId(id)) => Ok(DatasetSpec::Uploaded { id }),
         None => Err(SpecError::new(
             "spec.dataset",
-            "is required: set dataset.csv (a file under the server's data directory) or dataset.synthetic",
+            "is required: set dataset.csv (a file under the server's data directory), dataset.dataset_id (an uploaded dataset) or dataset.synthetic",
         )),
     }
 }
@@ -142,6 +143,7 @@ pub fn spec_to_pb(s: &JobSpec) -> pb::JobSpec {
             path: path.clone(),
             label_column: label_column.clone().unwrap_or_default(),
         }),
+        DatasetSpec::Uploaded { id } => pb::dataset::Source::DatasetId(id.clone()),
         DatasetSpec::Synthetic(x) => pb::dataset::Source::Synthetic(pb::SyntheticDataset {
             samples: x.samples as u32,
             features: x.features,
@@ -342,5 +344,21 @@ fn metrics(m: &Metrics) -> pb::Metrics {
         r#macro: Some(averages(&m.macro_avg)),
         weighted: Some(averages(&m.weighted)),
         roc_auc: m.roc_auc,
+    }
+}
+
+pub fn dataset_info(d: &DatasetInfo) -> pb::DatasetInfo {
+    pb::DatasetInfo {
+        id: d.id.clone(),
+        name: d.name.clone(),
+        rows: d.rows,
+        features: d.features,
+        classes: d.labels.len() as u32,
+        labels: d.labels.clone(),
+        class_counts: d.class_counts.clone(),
+        bytes: d.bytes,
+        sha256: d.sha256.clone(),
+        created: Some(timestamp(d.created)),
+        label_column: d.label_column.clone(),
     }
 }

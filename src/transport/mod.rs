@@ -2,6 +2,7 @@
 //! from domain types, and the error→status mapping.
 
 mod convert;
+mod datasets;
 mod status;
 mod trainer;
 
@@ -24,6 +25,8 @@ pub mod pb {
 
 /// Name of the Trainer service, as the health service reports it.
 pub const TRAINER_SERVICE: &str = "gradstream.v1.Trainer";
+/// Name of the Datasets service, as the health service reports it.
+pub const DATASETS_SERVICE: &str = "gradstream.v1.Datasets";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -45,12 +48,11 @@ pub async fn serve(
     >,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    health
-        .set_service_status(TRAINER_SERVICE, tonic_health::ServingStatus::Serving)
-        .await;
-    health
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
+    for name in [TRAINER_SERVICE, DATASETS_SERVICE, ""] {
+        health
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -63,7 +65,8 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(trainer::service(jobs))
+        .add_service(trainer::service(jobs.clone()))
+        .add_service(datasets::service(jobs))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())
@@ -71,7 +74,7 @@ pub async fn serve(
 
 /// Marks every service NOT_SERVING (first step of a graceful shutdown).
 pub async fn set_not_serving(health: &tonic_health::server::HealthReporter) {
-    for name in [TRAINER_SERVICE, ""] {
+    for name in [TRAINER_SERVICE, DATASETS_SERVICE, ""] {
         health
             .set_service_status(name, tonic_health::ServingStatus::NotServing)
             .await;

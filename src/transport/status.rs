@@ -3,6 +3,7 @@
 
 use tonic::{Code, Status};
 
+use crate::data::upload::UploadError;
 use crate::domain::SpecError;
 use crate::jobs::JobError;
 
@@ -11,6 +12,17 @@ pub fn from_job_error(e: JobError) -> Status {
         JobError::InvalidSpec(_) | JobError::InvalidData(_) => Code::InvalidArgument,
         JobError::NotFound(_) => Code::NotFound,
         JobError::ShuttingDown => Code::Unavailable,
+        JobError::RequestIdReused(_) => Code::AlreadyExists,
+        JobError::Internal(_) => Code::Internal,
+        JobError::DatasetNotFound(_) => Code::NotFound,
+        JobError::DatasetInUse { .. } => Code::FailedPrecondition,
+        JobError::Upload(u) => match u {
+            UploadError::Malformed(_) | UploadError::ChecksumMismatch { .. } => {
+                Code::InvalidArgument
+            }
+            UploadError::TooLarge { .. } => Code::ResourceExhausted,
+            UploadError::Io(_) => Code::Internal,
+        },
     };
     Status::new(code, e.to_string())
 }

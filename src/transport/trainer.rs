@@ -29,9 +29,10 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::JobEvent, Status>> + Sen
 impl TrainerService {
     async fn submit(&self, req: pb::SubmitJobRequest) -> Result<JobSnapshot, Status> {
         let spec = convert::job_spec(req.spec).map_err(status::from_spec_error)?;
+        let request_id = (!req.request_id.is_empty()).then_some(req.request_id);
         let jobs = self.jobs.clone();
-        // Reading a CSV is blocking work.
-        tokio::task::spawn_blocking(move || jobs.submit(spec))
+        // Reading a CSV and writing the job record are blocking work.
+        tokio::task::spawn_blocking(move || jobs.submit(spec, request_id))
             .await
             .map_err(|e| Status::internal(format!("submit task failed: {e}")))?
             .map_err(status::from_job_error)

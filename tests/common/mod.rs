@@ -1,6 +1,8 @@
 //! Shared test set-up: a real server on 127.0.0.1:0 in this process, and the generated client.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::path::Path;
 
 use gradstream::config::{LogFormat, ServeConfig};
@@ -17,18 +19,25 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(max_concurrent_jobs: u16) -> Self {
+        Self::start_with(|c| c.max_concurrent_jobs = max_concurrent_jobs).await
+    }
+
+    /// A server with the test defaults, adjusted by `adjust`.
+    pub async fn start_with(adjust: impl FnOnce(&mut ServeConfig)) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
         let state_dir = tempfile::tempdir().unwrap();
-        let config = ServeConfig {
+        let mut config = ServeConfig {
             listen: "127.0.0.1:0".into(),
             data_dir: data_dir.path().to_path_buf(),
             state_dir: state_dir.path().to_path_buf(),
-            max_concurrent_jobs,
+            max_concurrent_jobs: 1,
             device: DeviceChoice::Cpu,
             log_format: LogFormat::Text,
             torch_threads: 0,
+            max_dataset_bytes: 1 << 30,
             shutdown_grace: 30,
         };
+        adjust(&mut config);
         let server = server::start(&config).await.unwrap();
         Self {
             server,
@@ -55,6 +64,10 @@ impl TestServer {
 
     pub fn data_path(&self) -> &Path {
         self.data_dir.path()
+    }
+
+    pub fn state_path(&self) -> &Path {
+        self._state_dir.path()
     }
 }
 
@@ -103,7 +116,10 @@ pub fn csv_spec(path: &str, label_column: &str) -> pb::JobSpec {
 }
 
 pub fn request(spec: pb::JobSpec) -> pb::SubmitJobRequest {
-    pb::SubmitJobRequest { spec: Some(spec) }
+    pb::SubmitJobRequest {
+        spec: Some(spec),
+        request_id: String::new(),
+    }
 }
 
 /// Reads a stream to its end.

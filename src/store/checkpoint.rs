@@ -1,0 +1,127 @@
+//! Checkpoints: the model's variables, the optimizer's state and the training position at
+//! the end of an epoch, in one safetensors file per epoch (`epoch-000042.safetensors`),
+//! written to a temporary name and renamed, so a crash never leaves a half-written one.
+
+use std::path::{Path, PathBuf};
+
+use tch::{Kind, Tensor};
+
+use super::StoreError;
+use crate::engine::Checkpoint;
+
+/// Checkpoints kept per job: the newest two, because the newest may belong to an epoch
+/// whose metrics were not yet recorded when the process stopped.
+const KEEP: usize = 2;
+
+fn path(dir: &Path, epoch: u32) -> PathBuf {
+    dir.join(format!("epoch-{epoch:06}.safetensors"))
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Checkpoint(e.to_string())
+}
+
+pub fn write_checkpoint(dir: &Path, c: &Checkpoint) -> Result<PathBuf, StoreError> {
+    std::fs::create_dir_all(dir)?;
+    let meta = [
+        ("meta.epoch", Tensor::from(i64::from(c.epoch))),
+        ("meta.global_step", Tensor::from(c.global_step as i64)),
+        (
+            "meta.dropout_word_pos_lo",
+            Tensor::from(c.dropout_word_pos as u64 as i64),
+        ),
+        (
+            "meta.dropout_word_pos_hi",
+            Tensor::from((c.dropout_word_pos >> 64) as u64 as i64),
+        ),
+    ];
+    let mut all: Vec<(&str, &Tensor)> = meta.iter().map(|(n, t)| (*n, t)).collect();
+    all.extend(c.tensors.iter().map(|(n, t)| (n.as_str(), t)));
+    let target = path(dir, c.epoch);
+    let tmp = target.with_extension("safetensors.tmp");
+    Tensor::write_safetensors(&all, &tmp).map_err(err)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &target)?;
+    prune(dir)?;
+    Ok(target)
+}
+
+fn prune(dir: &Path) -> Result<(), StoreError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("epoch-") && n.ends_with(".safetensors"))
+        })
+        .collect();
+    files.sort();
+    for old in files.iter().rev().skip(KEEP) {
+        std::fs::remove_file(old)?;
+    }
+    Ok(())
+}
+
+pub fn read_checkpoint(dir: &Path, epoch: u32) -> Result<Checkpoint, StoreError> {
+    let p = path(dir, epoch);
+    let tensors = Tensor::read_safetensors(&p).map_err(|e| err(format!("{}: {e}", p.display())))?;
+    let mut meta = std::collections::HashMap::new();
+    let mut rest = Vec::new();
+    for (name, t) in tensors {
+        match name.strip_prefix("meta.") {
+            Some(m) => {
+                meta.insert(m.to_string(), t.to_kind(Kind::Int64).int64_value(&[]));
+            }
+            None => rest.push((name, t)),
+        }
+    }
+    let get = |k: &str| {
+        meta.get(k)
+            .copied()
+            .ok_or_else(|| err(format!("{} lacks meta.{k}", p.display())))
+    };
+    Ok(Checkpoint {
+        epoch: get("epoch")? as u32,
+        global_step: get("global_step")? as u64,
+        dropout_word_pos: (get("dropout_word_pos_lo")? as u64 as u128)
+            | ((get("dropout_word_pos_hi")? as u64 as u128) << 64),
+        tensors: rest,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_keeps_the_newest_two() {
+        let dir = tempfile::tempdir().unwrap();
+        for epoch in 1..=4 {
+            let c = Checkpoint {
+                epoch,
+                global_step: u64::from(epoch) * 10,
+                dropout_word_pos: (7u128 << 64) | 12345,
+                tensors: vec![("model.w".into(), Tensor::from_slice(&[epoch as f32, 2.0]))],
+            };
+            write_checkpoint(dir.path(), &c).unwrap();
+        }
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(
+            names,
+            vec!["epoch-000003.safetensors", "epoch-000004.safetensors"]
+        );
+        let c = read_checkpoint(dir.path(), 4).unwrap();
+        assert_eq!(
+            (c.epoch, c.global_step, c.dropout_word_pos),
+            (4, 40, (7u128 << 64) | 12345)
+        );
+        assert_eq!(c.tensors.len(), 1);
+        assert!(c.tensors[0].1.equal(&Tensor::from_slice(&[4.0f32, 2.0])));
+        assert!(read_checkpoint(dir.path(), 1).is_err());
+    }
+}

@@ -1,0 +1,70 @@
+//! Versioned schema migrations, applied in order at start. A migration is never edited once
+//! released; changes are new migrations appended to the list.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// (version, SQL). Version N's SQL turns schema N-1 into schema N.
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE jobs (
+         id          TEXT PRIMARY KEY,
+         request_id  TEXT UNIQUE,
+         spec        BLOB NOT NULL,      -- MessagePack of domain::JobSpec
+         created_ns  INTEGER NOT NULL,
+         info        BLOB                -- MessagePack of domain::RunInfo, once training started
+     );
+     CREATE TABLE events (
+         job_id   TEXT NOT NULL REFERENCES jobs(id),
+         seq      INTEGER NOT NULL,
+         time_ns  INTEGER NOT NULL,
+         kind     BLOB NOT NULL,         -- MessagePack of domain::EventKind
+         PRIMARY KEY (job_id, seq)
+     ) WITHOUT ROWID;",
+    ),
+    (
+        2,
+        "CREATE TABLE datasets (
+         id          TEXT PRIMARY KEY,
+         info        BLOB NOT NULL,     -- MessagePack of domain::DatasetInfo
+         created_ns  INTEGER NOT NULL
+     );",
+    ),
+];
+
+pub fn latest() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version     INTEGER PRIMARY KEY,
+             applied_ns  INTEGER NOT NULL
+         );",
+    )?;
+    let current: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    if current > latest() {
+        return Err(StoreError::TooNew {
+            found: current,
+            known: latest(),
+        });
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_ns) VALUES (?1, ?2)",
+            rusqlite::params![version, super::nanos(std::time::SystemTime::now())],
+        )?;
+        tx.commit()?;
+        tracing::info!(version, "applied state schema migration");
+    }
+    Ok(())
+}

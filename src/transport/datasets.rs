@@ -1,0 +1,111 @@
+//! `gradstream.v1.Datasets`: uploads stream through the validator chunk by chunk; nothing
+//! is kept unless the whole upload is valid.
+
+use tonic::{Request, Response, Status, Streaming};
+
+use super::pb::datasets_server::{Datasets, DatasetsServer};
+use super::{convert, pb, status};
+use crate::jobs::{JobManager, UploadHeader};
+
+pub fn service(jobs: JobManager) -> DatasetsServer<DatasetsService> {
+    DatasetsServer::new(DatasetsService { jobs })
+}
+
+pub struct DatasetsService {
+    jobs: JobManager,
+}
+
+/// Runs blocking work (file I/O, SQLite) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::jobs::JobError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("worker task failed: {e}")))?
+        .map_err(status::from_job_error)
+}
+
+#[tonic::async_trait]
+impl Datasets for DatasetsService {
+    async fn upload_dataset(
+        &self,
+        req: Request<Streaming<pb::UploadDatasetRequest>>,
+    ) -> Result<Response<pb::DatasetInfo>, Status> {
+        use pb::upload_dataset_request::Part;
+        let mut stream = req.into_inner();
+        let header = match stream.message().await? {
+            Some(pb::UploadDatasetRequest {
+                part: Some(Part::Header(h)),
+            }) => h,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "header: the first message of an upload must carry the header (name, format, label_column)",
+                ));
+            }
+        };
+        if pb::DatasetFormat::try_from(header.format)
+            .is_ok_and(|f| !matches!(f, pb::DatasetFormat::Unspecified | pb::DatasetFormat::Csv))
+            || pb::DatasetFormat::try_from(header.format).is_err()
+        {
+            return Err(Status::invalid_argument(format!(
+                "header.format: {} is not a supported format; use CSV",
+                header.format
+            )));
+        }
+        let header = UploadHeader {
+            name: header.name,
+            label_column: (!header.label_column.is_empty()).then_some(header.label_column),
+            sha256: (!header.sha256.is_empty()).then_some(header.sha256),
+        };
+        let jobs = self.jobs.clone();
+        let mut upload = blocking(move || jobs.begin_upload(header)).await?;
+        // A client that goes away mid-upload ends the stream with an error: `upload` is
+        // dropped, and with it the partial file.
+        while let Some(msg) = stream.message().await? {
+            match msg.part {
+                Some(Part::Chunk(bytes)) => {
+                    upload = blocking(move || upload.push(&bytes).map(|()| upload)).await?;
+                }
+                Some(Part::Header(_)) => {
+                    return Err(Status::invalid_argument(
+                        "header: only the first message may carry a header; send the file's bytes as chunks",
+                    ));
+                }
+                None => {}
+            }
+        }
+        let info = blocking(move || upload.finish()).await?;
+        Ok(Response::new(convert::dataset_info(&info)))
+    }
+
+    async fn list_datasets(
+        &self,
+        _req: Request<pb::ListDatasetsRequest>,
+    ) -> Result<Response<pb::ListDatasetsResponse>, Status> {
+        let jobs = self.jobs.clone();
+        let all = blocking(move || jobs.datasets()).await?;
+        Ok(Response::new(pb::ListDatasetsResponse {
+            datasets: all.iter().map(convert::dataset_info).collect(),
+        }))
+    }
+
+    async fn get_dataset(
+        &self,
+        req: Request<pb::GetDatasetRequest>,
+    ) -> Result<Response<pb::DatasetInfo>, Status> {
+        let jobs = self.jobs.clone();
+        let id = req.into_inner().dataset_id;
+        let info = blocking(move || jobs.dataset(&id)).await?;
+        Ok(Response::new(convert::dataset_info(&info)))
+    }
+
+    async fn delete_dataset(
+        &self,
+        req: Request<pb::DeleteDatasetRequest>,
+    ) -> Result<Response<pb::DeleteDatasetResponse>, Status> {
+        let jobs = self.jobs.clone();
+        let id = req.into_inner().dataset_id;
+        blocking(move || jobs.delete_dataset(&id)).await?;
+        Ok(Response::new(pb::DeleteDatasetResponse {}))
+    }
+}

@@ -1,0 +1,229 @@
+//! Durable state against a real server process: SIGKILL mid-epoch and SIGTERM, restarts on
+//! the same state directory, and retried submits.
+
+mod common;
+
+use common::process::ServerProcess;
+use common::*;
+use gradstream::transport::pb::{self, job_event::Kind, trainer_client::TrainerClient};
+use tonic::Code;
+use tonic::transport::Channel;
+
+struct Dirs {
+    data: tempfile::TempDir,
+    state: tempfile::TempDir,
+}
+
+impl Dirs {
+    fn new() -> Self {
+        Self {
+            data: tempfile::tempdir().unwrap(),
+            state: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn start(&self) -> ServerProcess {
+        ServerProcess::start(self.data.path(), self.state.path())
+    }
+}
+
+async fn connect(p: &ServerProcess) -> TrainerClient<Channel> {
+    TrainerClient::connect(p.url.clone()).await.unwrap()
+}
+
+/// A job long enough to be interrupted mid-way: 10 epochs of 100 iterations, with batch
+/// norm and dropout so that every piece of state (running statistics, optimizer moments,
+/// the dropout generator) must be restored for the metrics to match.
+fn long_spec() -> pb::JobSpec {
+    // 2 x 4000 samples, 800 of each held out: 6400 train = 100 full batches.
+    let mut s = spec(8000, 2, 10);
+    s.batch_size = 64;
+    s.report_every = 10;
+    s.model = Some(pb::Model {
+        kind: Some(pb::model::Kind::Mlp(pb::Mlp {
+            hidden_layers: vec![32, 16],
+            activation: pb::Activation::Relu as i32,
+            batch_norm: true,
+            dropout: 0.1,
+        })),
+    });
+    s
+}
+
+/// Reads a job's stream until `stop` says so; returns what was read.
+async fn read_until(
+    c: &mut TrainerClient<Channel>,
+    job_id: &str,
+    stop: impl Fn(&pb::JobEvent) -> bool,
+) -> Vec<pb::JobEvent> {
+    let mut s = c
+        .watch_job(pb::WatchJobRequest {
+            job_id: job_id.into(),
+            from_seq: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = Vec::new();
+    while let Some(e) = s.message().await.unwrap() {
+        let done = stop(&e);
+        seen.push(e);
+        if done {
+            break;
+        }
+    }
+    seen
+}
+
+fn epoch_of(e: &pb::JobEvent) -> Option<u32> {
+    match &e.kind {
+        Some(Kind::Epoch(x)) => Some(x.epoch),
+        _ => None,
+    }
+}
+
+/// The metrics of every epoch (without the wall time, which differs run to run).
+fn metrics_by_epoch(events: &[pb::JobEvent]) -> Vec<(u32, pb::Metrics, pb::Metrics)> {
+    epochs(events)
+        .into_iter()
+        .map(|e| (e.epoch, e.train.unwrap(), e.validation.unwrap()))
+        .collect()
+}
+
+/// After an interruption and a restart: the history has no gaps, everything seen before
+/// is its prefix, every epoch ended exactly once, and the metrics equal an uninterrupted
+/// run's.
+async fn check_resumed_history(
+    c: &mut TrainerClient<Channel>,
+    job_id: &str,
+    seen_before: &[pb::JobEvent],
+    reference: &[pb::JobEvent],
+) {
+    let history = watch(c, job_id, 1).await;
+    assert_gap_free(&history);
+    assert_eq!(
+        &history[..seen_before.len()],
+        seen_before,
+        "acknowledged events survive"
+    );
+    assert_eq!(
+        statuses(&history).last(),
+        Some(&pb::JobStatus::Succeeded),
+        "{}",
+        last_message(&history)
+    );
+    let resumed = history.iter().any(|e| {
+        matches!(&e.kind, Some(Kind::Status(s)) if s.status == pb::JobStatus::Running as i32
+            && s.message.contains("resumed from the checkpoint of epoch"))
+    });
+    assert!(resumed, "a RUNNING event says where training resumed");
+    let ends: Vec<u32> = history.iter().filter_map(epoch_of).collect();
+    assert_eq!(
+        ends,
+        (1..=10).collect::<Vec<_>>(),
+        "every epoch ended exactly once, in order"
+    );
+    assert_eq!(
+        metrics_by_epoch(&history),
+        metrics_by_epoch(reference),
+        "same metrics as an uninterrupted run"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_epoch_then_restart_resumes_from_the_last_checkpoint() {
+    let dirs = Dirs::new();
+    let server = dirs.start();
+    let mut c = connect(&server).await;
+    // The reference: the same spec, uninterrupted.
+    let reference = train(&mut c, long_spec()).await;
+    assert_eq!(statuses(&reference).last(), Some(&pb::JobStatus::Succeeded));
+
+    let job = c
+        .submit_job(request(long_spec()))
+        .await
+        .unwrap()
+        .into_inner();
+    // Kill it mid-epoch: after epoch 3 ended and some progress of epoch 4 was reported.
+    let seen = read_until(
+        &mut c,
+        &job.id,
+        |e| matches!(&e.kind, Some(Kind::Iteration(p)) if p.epoch >= 4 && p.iteration >= 30),
+    )
+    .await;
+    let (status, _) = server.stop("KILL");
+    assert!(!status.success());
+
+    let server = dirs.start();
+    let mut c = connect(&server).await;
+    check_resumed_history(&mut c, &job.id, &seen, &reference).await;
+    // The finished reference job is still there, unchanged.
+    assert!(watch(&mut c, &reference[0].job_id, 1).await == reference);
+    server.stop("TERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_requeues_the_running_job_and_keeps_the_queue() {
+    let dirs = Dirs::new();
+    let server = dirs.start();
+    let mut c = connect(&server).await;
+    let reference = train(&mut c, long_spec()).await;
+    let running = c
+        .submit_job(request(long_spec()))
+        .await
+        .unwrap()
+        .into_inner();
+    let queued = c
+        .submit_job(request(spec(500, 2, 2)))
+        .await
+        .unwrap()
+        .into_inner();
+    let seen = read_until(&mut c, &running.id, |e| epoch_of(e) == Some(2)).await;
+    let (status, log) = server.stop("TERM");
+    assert!(status.success(), "{log:?}");
+
+    let server = dirs.start();
+    let mut c = connect(&server).await;
+    check_resumed_history(&mut c, &running.id, &seen, &reference).await;
+    let q = watch(&mut c, &queued.id, 1).await;
+    assert_gap_free(&q);
+    assert_eq!(statuses(&q).first(), Some(&pb::JobStatus::Queued));
+    assert_eq!(statuses(&q).last(), Some(&pb::JobStatus::Succeeded));
+    server.stop("TERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_submit_returns_the_same_job_even_after_a_restart() {
+    let dirs = Dirs::new();
+    let server = dirs.start();
+    let mut c = connect(&server).await;
+    let req = || pb::SubmitJobRequest {
+        spec: Some(spec(300, 2, 1)),
+        request_id: "client-42".into(),
+    };
+    let first = c.submit_job(req()).await.unwrap().into_inner();
+    let again = c.submit_job(req()).await.unwrap().into_inner();
+    assert_eq!(first.id, again.id);
+    let mut other = req();
+    other.spec.as_mut().unwrap().epochs = 2;
+    let err = c.submit_job(other).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    assert!(err.message().contains("client-42"), "{}", err.message());
+    let done = watch(&mut c, &first.id, 1).await;
+    assert_eq!(statuses(&done).last(), Some(&pb::JobStatus::Succeeded));
+    server.stop("KILL");
+
+    let server = dirs.start();
+    let mut c = connect(&server).await;
+    let after = c.submit_job(req()).await.unwrap().into_inner();
+    assert_eq!(after.id, first.id);
+    assert_eq!(after.status, pb::JobStatus::Succeeded as i32);
+    let jobs = c
+        .list_jobs(pb::ListJobsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs;
+    assert_eq!(jobs.len(), 1, "no second job was created");
+    server.stop("TERM");
+}
