@@ -234,7 +234,7 @@ async fn bad_specs_are_invalid_argument_naming_the_field() {
     }
     // Nothing was queued, and a good job still trains.
     assert!(
-        c.list_jobs(pb::ListJobsRequest {})
+        c.list_jobs(pb::ListJobsRequest::default())
             .await
             .unwrap()
             .into_inner()

@@ -219,7 +219,7 @@ async fn a_retried_submit_returns_the_same_job_even_after_a_restart() {
     assert_eq!(after.id, first.id);
     assert_eq!(after.status, pb::JobStatus::Succeeded as i32);
     let jobs = c
-        .list_jobs(pb::ListJobsRequest {})
+        .list_jobs(pb::ListJobsRequest::default())
         .await
         .unwrap()
         .into_inner()

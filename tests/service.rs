@@ -103,7 +103,7 @@ async fn a_full_job_streams_status_progress_and_metrics_in_order() {
     assert_eq!(job.spec.as_ref().unwrap().epochs, 3);
 
     let listed = c
-        .list_jobs(pb::ListJobsRequest {})
+        .list_jobs(pb::ListJobsRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -272,7 +272,7 @@ async fn jobs_wait_queued_and_run_in_submission_order() {
         );
     }
     let listed: Vec<String> = c
-        .list_jobs(pb::ListJobsRequest {})
+        .list_jobs(pb::ListJobsRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -302,7 +302,7 @@ async fn two_slots_run_two_jobs_at_once() {
         }
     }
     let jobs = c
-        .list_jobs(pb::ListJobsRequest {})
+        .list_jobs(pb::ListJobsRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -602,4 +602,114 @@ async fn a_slow_or_vanished_watcher_does_not_hold_training_back() {
     assert!(events.len() > 300, "{} events", events.len());
     // The slow watcher then still gets everything, once, in order.
     assert_eq!(collect(slow).await, events);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_jobs_pages_and_filters_and_delete_job_removes_finished_jobs() {
+    let ts = TestServer::start(1).await;
+    let mut c = ts.client().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let mut s = spec(200, 2, 1);
+        s.name = format!("sweep-{i}");
+        ids.push(c.submit_job(request(s)).await.unwrap().into_inner().id);
+    }
+    for id in &ids {
+        watch(&mut c, id, 1).await;
+    }
+    let mut long = spec(4000, 2, 1000);
+    long.name = "long".into();
+    let long_id = c.submit_job(request(long)).await.unwrap().into_inner().id;
+
+    // Pages of 2: three pages, together the whole list in order.
+    let mut all = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let r = c
+            .list_jobs(pb::ListJobsRequest {
+                page_size: 2,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages += 1;
+        all.extend(r.jobs.into_iter().map(|j| j.id));
+        if r.next_page_token.is_empty() {
+            break;
+        }
+        token = r.next_page_token;
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(all, [ids.clone(), vec![long_id.clone()]].concat());
+
+    let filtered = |statuses: Vec<pb::JobStatus>, name: &str| pb::ListJobsRequest {
+        statuses: statuses.into_iter().map(|s| s as i32).collect(),
+        name_contains: name.into(),
+        ..Default::default()
+    };
+    let done = c
+        .list_jobs(filtered(vec![pb::JobStatus::Succeeded], ""))
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs;
+    assert_eq!(done.iter().map(|j| j.id.clone()).collect::<Vec<_>>(), ids);
+    let named = c
+        .list_jobs(filtered(vec![], "sweep-3"))
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs;
+    assert_eq!(named.len(), 1);
+    assert_eq!(named[0].id, ids[3]);
+    let err = c
+        .list_jobs(pb::ListJobsRequest {
+            page_token: "not-a-token".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("page_token"));
+
+    // A job that has not finished cannot be deleted; a finished one can, with its files.
+    let err = c
+        .delete_job(pb::DeleteJobRequest {
+            job_id: long_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    c.cancel_job(pb::CancelJobRequest {
+        job_id: long_id.clone(),
+    })
+    .await
+    .unwrap();
+    watch(&mut c, &long_id, 1).await;
+    let job_dir = ts.state_path().join("jobs").join(&ids[0]);
+    assert!(job_dir.is_dir(), "a finished job has its checkpoints");
+    c.delete_job(pb::DeleteJobRequest {
+        job_id: ids[0].clone(),
+    })
+    .await
+    .unwrap();
+    assert!(!job_dir.exists());
+    let err = c
+        .get_job(pb::GetJobRequest {
+            job_id: ids[0].clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let left = c
+        .list_jobs(pb::ListJobsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs;
+    assert_eq!(left.len(), 5);
+    assert!(left.iter().all(|j| j.id != ids[0]));
 }

@@ -82,12 +82,24 @@ pub async fn watch(args: &ClientArgs, job_id: &str, from_seq: u64) -> Result<Exi
 
 pub async fn list(args: &ClientArgs) -> Result<ExitCode> {
     let mut c = connect(args).await?;
-    let jobs = c
-        .list_jobs(pb::ListJobsRequest {})
-        .await
-        .map_err(status_error)?
-        .into_inner()
-        .jobs;
+    let mut jobs = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = c
+            .list_jobs(pb::ListJobsRequest {
+                page_size: 1000,
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        jobs.extend(page.jobs);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
     let r = Renderer::new(args.json);
     r.job_table(&jobs);
     Ok(ExitCode::SUCCESS)
@@ -253,6 +265,19 @@ pub async fn delete_dataset(args: &ClientArgs, id: &str) -> Result<ExitCode> {
     .map_err(status_error)?;
     if !args.json {
         println!("deleted {id}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn delete_job(args: &ClientArgs, job_id: &str) -> Result<ExitCode> {
+    let mut c = connect(args).await?;
+    c.delete_job(pb::DeleteJobRequest {
+        job_id: job_id.to_string(),
+    })
+    .await
+    .map_err(status_error)?;
+    if !args.json {
+        println!("deleted {job_id}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -115,6 +115,8 @@ pub enum JobsCommand {
     List,
     /// One job, with its latest metrics.
     Get { job_id: String },
+    /// Remove a finished job, its events and its files.
+    Delete { job_id: String },
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -148,6 +150,7 @@ pub fn main() -> std::process::ExitCode {
             Command::Jobs { command, client } => match command {
                 JobsCommand::List => client::list(&client).await,
                 JobsCommand::Get { job_id } => client::get(&client, &job_id).await,
+                JobsCommand::Delete { job_id } => client::delete_job(&client, &job_id).await,
             },
             Command::Cancel { job_id, client } => client::cancel(&client, &job_id).await,
             Command::Datasets { command, client } => match command {

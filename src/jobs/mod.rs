@@ -24,7 +24,7 @@ use persist::Persister;
 use crate::data::{self, DataError};
 use crate::domain::{JobSpec, JobStatus, SpecError};
 use crate::engine::{self, EngineError};
-use crate::store::{Store, StoreError, read_checkpoint};
+use crate::store::{self, Store, StoreError, read_checkpoint};
 
 /// Settings of the job manager.
 #[derive(Debug, Clone)]
@@ -54,6 +54,8 @@ pub enum JobError {
         "the server is shutting down and accepts no new jobs; retry against another replica or after restart"
     )]
     ShuttingDown,
+    #[error("job '{0}' has not finished; cancel it first, then delete it")]
+    NotFinished(String),
     #[error("dataset upload: {0}")]
     Upload(crate::data::upload::UploadError),
     #[error("no dataset with id '{0}'; list datasets to see the known ids")]
@@ -267,10 +269,63 @@ impl JobManager {
         Ok(self.shared.find(id)?.snapshot())
     }
 
-    /// Every job, oldest first.
-    pub fn list(&self) -> Vec<JobSnapshot> {
+    /// A page of jobs (oldest first) that pass the query's filters, starting after its
+    /// token (the last job of the previous page), and the token of the next page if any.
+    pub fn page(&self, query: &JobQuery) -> Result<(Vec<JobSnapshot>, Option<String>), JobError> {
         let jobs: Vec<Arc<Job>> = self.shared.lock().order.clone();
-        jobs.iter().map(|j| j.snapshot()).collect()
+        let start = match &query.after {
+            None => 0,
+            Some(token) => {
+                let (created, id) = parse_token(token)?;
+                jobs.iter()
+                    .position(|j| {
+                        (store::nanos(j.created()), j.id.as_str()) > (created, id.as_str())
+                    })
+                    .unwrap_or(jobs.len())
+            }
+        };
+        let size = query.page_size.clamp(1, 1000);
+        let mut page = Vec::with_capacity(size);
+        let mut more = None;
+        for job in &jobs[start..] {
+            let snap = job.snapshot();
+            if !query.statuses.is_empty() && !query.statuses.contains(&snap.status) {
+                continue;
+            }
+            if !snap.spec.name.contains(&query.name_contains) {
+                continue;
+            }
+            if page.len() == size {
+                let last: &JobSnapshot = page.last().expect("page is full");
+                more = Some(format!("{}.{}", store::nanos(last.created), last.id));
+                break;
+            }
+            page.push(snap);
+        }
+        Ok((page, more))
+    }
+
+    /// Removes a finished job, its events and its files.
+    pub fn delete(&self, id: &str) -> Result<(), JobError> {
+        let mut state = self.shared.lock();
+        let job = state
+            .jobs
+            .get(id)
+            .cloned()
+            .ok_or_else(|| JobError::NotFound(id.to_string()))?;
+        if !job.status().is_terminal() {
+            return Err(JobError::NotFinished(id.to_string()));
+        }
+        // Everything the writer still holds for this job goes first.
+        self.shared.persister.flush();
+        self.shared.store.delete_job(id)?;
+        state.jobs.remove(id);
+        state.order.retain(|j| j.id != id);
+        if let Some(r) = &job.request_id {
+            state.by_request.remove(r);
+        }
+        job.close_streams();
+        Ok(())
     }
 
     /// Follows a job's events from `from_seq` (1-based; 0 means 1).
@@ -328,6 +383,29 @@ impl JobManager {
         }
         still_running
     }
+}
+
+/// What `page` returns.
+#[derive(Debug, Clone, Default)]
+pub struct JobQuery {
+    pub page_size: usize,
+    /// The previous page's token.
+    pub after: Option<String>,
+    pub statuses: Vec<JobStatus>,
+    pub name_contains: String,
+}
+
+fn parse_token(token: &str) -> Result<(i64, String), JobError> {
+    token
+        .split_once('.')
+        .and_then(|(t, id)| Some((t.parse().ok()?, id.to_string())))
+        .ok_or_else(|| {
+            SpecError::new(
+                "page_token",
+                "is not a token this server gave out; pass next_page_token from the previous response, or leave it empty",
+            )
+            .into()
+        })
 }
 
 fn same_spec(job: &Arc<Job>, spec: &JobSpec, request_id: &str) -> Result<JobSnapshot, JobError> {

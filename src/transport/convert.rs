@@ -7,7 +7,7 @@ use crate::domain::{
     Activation, DatasetInfo, DatasetSpec, EpochEnd, EventKind, IterationProgress, JobEvent,
     JobSpec, JobStatus, MlpSpec, ModelSpec, OptimizerSpec, SpecError, SyntheticSpec,
 };
-use crate::jobs::JobSnapshot;
+use crate::jobs::{JobQuery, JobSnapshot};
 use crate::metrics::{Averages, ClassMetrics, ConfusionMatrix, Metrics};
 
 const DEFAULT_VALIDATION_FRACTION: f64 = 0.2;
@@ -132,6 +132,45 @@ fn optimizer(o: Option<pb::Optimizer>) -> Result<OptimizerSpec, SpecError> {
                 ),
             ));
         }
+    })
+}
+
+/// Default page size of ListJobs.
+const DEFAULT_PAGE_SIZE: usize = 100;
+
+pub fn job_query(r: pb::ListJobsRequest) -> Result<JobQuery, SpecError> {
+    let statuses = r
+        .statuses
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match pb::JobStatus::try_from(*s) {
+            Ok(pb::JobStatus::Queued) => Ok(JobStatus::Queued),
+            Ok(pb::JobStatus::Running) => Ok(JobStatus::Running),
+            Ok(pb::JobStatus::Succeeded) => Ok(JobStatus::Succeeded),
+            Ok(pb::JobStatus::Failed) => Ok(JobStatus::Failed),
+            Ok(pb::JobStatus::Cancelled) => Ok(JobStatus::Cancelled),
+            _ => Err(SpecError::new(
+                format!("statuses[{i}]"),
+                format!(
+                    "{s} is not a job status; use QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELLED"
+                ),
+            )),
+        })
+        .collect::<Result<_, _>>()?;
+    if r.page_size > 1000 {
+        return Err(SpecError::new(
+            "page_size",
+            format!("{} is more than the limit of 1000", r.page_size),
+        ));
+    }
+    Ok(JobQuery {
+        page_size: match r.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n => n as usize,
+        },
+        after: (!r.page_token.is_empty()).then_some(r.page_token),
+        statuses,
+        name_contains: r.name_contains,
     })
 }
 

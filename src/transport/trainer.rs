@@ -107,10 +107,27 @@ impl Trainer for TrainerService {
 
     async fn list_jobs(
         &self,
-        _req: Request<pb::ListJobsRequest>,
+        req: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        let jobs = self.jobs.list().iter().map(convert::job).collect();
-        Ok(Response::new(pb::ListJobsResponse { jobs }))
+        let query = convert::job_query(req.into_inner()).map_err(status::from_spec_error)?;
+        let (jobs, next) = self.jobs.page(&query).map_err(status::from_job_error)?;
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs: jobs.iter().map(convert::job).collect(),
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn delete_job(
+        &self,
+        req: Request<pb::DeleteJobRequest>,
+    ) -> Result<Response<pb::DeleteJobResponse>, Status> {
+        let jobs = self.jobs.clone();
+        let id = req.into_inner().job_id;
+        tokio::task::spawn_blocking(move || jobs.delete(&id))
+            .await
+            .map_err(|e| Status::internal(format!("delete task failed: {e}")))?
+            .map_err(status::from_job_error)?;
+        Ok(Response::new(pb::DeleteJobResponse {}))
     }
 
     async fn cancel_job(
