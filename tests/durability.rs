@@ -114,7 +114,7 @@ async fn check_resumed_history(
     );
     let resumed = history.iter().any(|e| {
         matches!(&e.kind, Some(Kind::Status(s)) if s.status == pb::JobStatus::Running as i32
-            && s.message.contains("resumed from the checkpoint of epoch"))
+            && s.message.contains("resumed after"))
     });
     assert!(resumed, "a RUNNING event says where training resumed");
     let ends: Vec<u32> = history.iter().filter_map(epoch_of).collect();
@@ -185,6 +185,26 @@ async fn sigterm_requeues_the_running_job_and_keeps_the_queue() {
     let server = dirs.start();
     let mut c = connect(&server).await;
     check_resumed_history(&mut c, &running.id, &seen, &reference).await;
+    // Stopped at an iteration boundary with a checkpoint of exactly there: after the
+    // restart no iteration is trained (or reported) twice.
+    let history = watch(&mut c, &running.id, 1).await;
+    let mut reported: Vec<(u32, u32)> = iterations(&history)
+        .iter()
+        .map(|p| (p.epoch, p.iteration))
+        .collect();
+    let n = reported.len();
+    reported.sort_unstable();
+    reported.dedup();
+    assert_eq!(
+        reported.len(),
+        n,
+        "an iteration was reported twice after the shutdown"
+    );
+    assert_eq!(
+        n,
+        10 * 10,
+        "every 10th of 100 iterations in 10 epochs, once"
+    );
     let q = watch(&mut c, &queued.id, 1).await;
     assert_gap_free(&q);
     assert_eq!(statuses(&q).first(), Some(&pb::JobStatus::Queued));

@@ -36,9 +36,13 @@ pub trait Observer {
     fn epoch_end(&mut self, epoch: EpochEnd);
 }
 
-/// Everything needed to continue training after `epoch`, bit for bit.
+/// Everything needed to continue training, bit for bit: after the end of `epoch` when
+/// `iteration` is 0, otherwise inside `epoch` after its first `iteration` batches (taken
+/// when a job is stopped mid-epoch; it then also holds the epoch's outputs so far, as
+/// `partial.logits` and `partial.targets`).
 pub struct Checkpoint {
     pub epoch: u32,
+    pub iteration: u32,
     pub global_step: u64,
     /// Position of the dropout generator's stream.
     pub dropout_word_pos: u128,
@@ -196,12 +200,15 @@ pub fn train_with_loader(
     });
 
     let lr = spec.learning_rate;
-    let (first_epoch, mut global_step) = match resume {
+    let (first_epoch, mut skip, mut global_step, mut partial) = match resume {
         Some(c) => {
-            restore(&vs, &mut model, &mut opt, &c)?;
-            (c.epoch + 1, c.global_step)
+            let partial = restore(&vs, &mut model, &mut opt, &c)?;
+            match c.iteration {
+                0 => (c.epoch + 1, 0, c.global_step, None),
+                k => (c.epoch, k as usize, c.global_step, partial),
+            }
         }
-        None => (1, 0),
+        None => (1, 0, 0, None),
     };
     let mut worker = MetricsWorker::spawn(labels.to_vec(), spec.class_weights.clone())?;
     for epoch in first_epoch..=spec.epochs {
@@ -209,8 +216,28 @@ pub fn train_with_loader(
         let mut window = Window::new();
         let mut outputs: Vec<Tensor> = Vec::with_capacity(ipe);
         let mut seen_targets: Vec<Tensor> = Vec::with_capacity(ipe);
-        for (i, batch) in loader.epoch(epoch).enumerate() {
+        // Resuming inside an epoch: its first batches were trained before the stop.
+        if let Some((logits, targets)) = partial.take() {
+            outputs.push(logits);
+            seen_targets.push(targets);
+        }
+        let done = std::mem::take(&mut skip);
+        for (i, batch) in loader.epoch(epoch).enumerate().skip(done) {
             if cancel.load(Ordering::Relaxed) {
+                // Report the finished epochs, then leave a checkpoint of exactly here
+                // (at an epoch's first batch, the previous epoch's checkpoint is that).
+                worker.finish(observer)?;
+                if i > 0 {
+                    let mut c = snapshot(&vs, &model, &opt, epoch, global_step)?;
+                    c.iteration = i as u32;
+                    c.tensors
+                        .push(("partial.logits".into(), Tensor::f_cat(&outputs, 0)?.copy()));
+                    c.tensors.push((
+                        "partial.targets".into(),
+                        Tensor::f_cat(&seen_targets, 0)?.copy(),
+                    ));
+                    observer.checkpoint(c);
+                }
                 return Err(EngineError::Cancelled);
             }
             let iteration = i as u32 + 1;
@@ -293,23 +320,31 @@ fn snapshot(
     }
     Ok(Checkpoint {
         epoch,
+        iteration: 0,
         global_step,
         dropout_word_pos: model.dropout_word_pos(),
         tensors,
     })
 }
 
-/// Loads a checkpoint into a freshly built model and optimizer of the same spec.
+/// Loads a checkpoint into a freshly built model and optimizer of the same spec; returns
+/// the partial epoch's outputs (logits, targets) if it has them.
 fn restore(
     vs: &nn::VarStore,
     model: &mut Mlp,
     opt: &mut Optimizer,
     c: &Checkpoint,
-) -> Result<(), EngineError> {
+) -> Result<Option<(Tensor, Tensor)>, EngineError> {
     let vars = vs.variables();
     let mut opt_state = Vec::new();
     let mut restored = 0;
+    let (mut logits, mut targets) = (None, None);
     for (name, t) in &c.tensors {
+        match name.as_str() {
+            "partial.logits" => logits = Some(t.f_to_device(vs.device())?),
+            "partial.targets" => targets = Some(t.f_to_device(vs.device())?),
+            _ => {}
+        }
         if let Some(var) = name.strip_prefix("model.") {
             let mut dst = vars
                 .get(var)
@@ -333,7 +368,7 @@ fn restore(
     }
     opt.load_state(&opt_state)?;
     model.set_dropout_word_pos(c.dropout_word_pos);
-    Ok(())
+    Ok(logits.zip(targets))
 }
 
 /// Loss and throughput since the last progress report.

@@ -228,7 +228,7 @@ impl Job {
         };
         let message = match resumed {
             0 => format!("training on {device}"),
-            e => format!("resumed from the checkpoint of epoch {e}, training on {device}"),
+            e => format!("resumed after {e} complete epoch(s), training on {device}"),
         };
         self.push(EventKind::Status {
             status: JobStatus::Running,
@@ -311,6 +311,10 @@ impl Observer for JobObserver<'_> {
     }
 
     fn checkpoint(&mut self, checkpoint: Checkpoint) {
+        // A mid-epoch checkpoint only matters to a job that will resume.
+        if checkpoint.iteration > 0 && self.job.stop_reason() != Some(StopReason::Shutdown) {
+            return;
+        }
         self.job
             .persister
             .send(Persist::Checkpoint(self.job.clone(), checkpoint));

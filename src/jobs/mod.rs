@@ -24,7 +24,7 @@ use persist::Persister;
 use crate::data::{self, DataError};
 use crate::domain::{JobSpec, JobStatus, SpecError};
 use crate::engine::{self, EngineError};
-use crate::store::{self, Store, StoreError, read_checkpoint};
+use crate::store::{self, Store, StoreError, read_checkpoint, take_resume_checkpoint};
 
 /// Settings of the job manager.
 #[derive(Debug, Clone)]
@@ -148,7 +148,7 @@ impl JobManager {
                         let epoch = job.epochs_completed();
                         job.set_status(
                             JobStatus::Queued,
-                            format!("the server restarted while this job was running; it will resume from the checkpoint of epoch {epoch}"),
+                            format!("the server restarted while this job was running; it will resume from the checkpoint of epoch {epoch}, its last recorded one"),
                         );
                         interrupted.push(job.clone());
                     }
@@ -308,11 +308,7 @@ impl JobManager {
     /// Removes a finished job, its events and its files.
     pub fn delete(&self, id: &str) -> Result<(), JobError> {
         let mut state = self.shared.lock();
-        let job = state
-            .jobs
-            .get(id)
-            .cloned()
-            .ok_or_else(|| JobError::NotFound(id.to_string()))?;
+        let job = state.job(id)?;
         if !job.status().is_terminal() {
             return Err(JobError::NotFinished(id.to_string()));
         }
@@ -337,11 +333,7 @@ impl JobManager {
     /// is returned unchanged.
     pub fn cancel(&self, id: &str) -> Result<JobSnapshot, JobError> {
         let mut state = self.shared.lock();
-        let job = state
-            .jobs
-            .get(id)
-            .cloned()
-            .ok_or_else(|| JobError::NotFound(id.to_string()))?;
+        let job = state.job(id)?;
         if job.request_stop(StopReason::Cancelled) == JobStatus::Queued {
             state.queue.retain(|q| !Arc::ptr_eq(q, &job));
             job.set_status(JobStatus::Cancelled, "cancelled by request".into());
@@ -416,6 +408,15 @@ fn same_spec(job: &Arc<Job>, spec: &JobSpec, request_id: &str) -> Result<JobSnap
     }
 }
 
+impl State {
+    fn job(&self, id: &str) -> Result<Arc<Job>, JobError> {
+        self.jobs
+            .get(id)
+            .cloned()
+            .ok_or_else(|| JobError::NotFound(id.to_string()))
+    }
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave State half-updated in a way that
@@ -424,11 +425,7 @@ impl Shared {
     }
 
     fn find(&self, id: &str) -> Result<Arc<Job>, JobError> {
-        self.lock()
-            .jobs
-            .get(id)
-            .cloned()
-            .ok_or_else(|| JobError::NotFound(id.to_string()))
+        self.lock().job(id)
     }
 
     /// Starts queued jobs while there are free slots. Called with the state locked, so the
@@ -471,7 +468,7 @@ impl Shared {
                 Some(StopReason::Shutdown) => (
                     JobStatus::Queued,
                     format!(
-                        "stopped by a server shutdown; it will resume from the checkpoint of epoch {} when the server restarts",
+                        "stopped by a server shutdown after {} complete epoch(s); it will resume where it stopped when the server restarts",
                         job.epochs_completed()
                     ),
                 ),
@@ -499,13 +496,15 @@ impl Shared {
                         EngineError::Internal(format!("the dataset can no longer be read: {e}"))
                     })?,
             };
-            let resume = match job.epochs_completed() {
-                0 => None,
-                epoch => Some(
-                    read_checkpoint(&self.store.job_dir(&job.id), epoch).map_err(|e| {
-                        EngineError::Internal(format!("cannot resume from epoch {epoch}: {e}"))
-                    })?,
-                ),
+            let dir = self.store.job_dir(&job.id);
+            let completed = job.epochs_completed();
+            let cannot = |e: StoreError| EngineError::Internal(format!("cannot resume: {e}"));
+            // A mid-epoch checkpoint from a shutdown, if it continues the recorded epochs;
+            // otherwise the checkpoint of the last recorded epoch.
+            let resume = match take_resume_checkpoint(&dir).map_err(cannot)? {
+                Some(c) if c.epoch == completed + 1 => Some(c),
+                _ if completed == 0 => None,
+                _ => Some(read_checkpoint(&dir, completed).map_err(cannot)?),
             };
             let mut observer = JobObserver::new(job);
             engine::train(

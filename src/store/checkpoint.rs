@@ -17,6 +17,11 @@ fn path(dir: &Path, epoch: u32) -> PathBuf {
     dir.join(format!("epoch-{epoch:06}.safetensors"))
 }
 
+/// The checkpoint of a job stopped mid-epoch (at a shutdown), read once when it resumes.
+fn resume_path(dir: &Path) -> PathBuf {
+    dir.join("resume.safetensors")
+}
+
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Checkpoint(e.to_string())
 }
@@ -26,6 +31,7 @@ pub fn write_checkpoint(dir: &Path, c: &Checkpoint) -> Result<PathBuf, StoreErro
     let meta = [
         ("meta.epoch", Tensor::from(i64::from(c.epoch))),
         ("meta.global_step", Tensor::from(c.global_step as i64)),
+        ("meta.iteration", Tensor::from(i64::from(c.iteration))),
         (
             "meta.dropout_word_pos_lo",
             Tensor::from(c.dropout_word_pos as u64 as i64),
@@ -37,7 +43,10 @@ pub fn write_checkpoint(dir: &Path, c: &Checkpoint) -> Result<PathBuf, StoreErro
     ];
     let mut all: Vec<(&str, &Tensor)> = meta.iter().map(|(n, t)| (*n, t)).collect();
     all.extend(c.tensors.iter().map(|(n, t)| (n.as_str(), t)));
-    let target = path(dir, c.epoch);
+    let target = match c.iteration {
+        0 => path(dir, c.epoch),
+        _ => resume_path(dir),
+    };
     let tmp = target.with_extension("safetensors.tmp");
     Tensor::write_safetensors(&all, &tmp).map_err(err)?;
     std::fs::File::open(&tmp)?.sync_all()?;
@@ -63,8 +72,23 @@ fn prune(dir: &Path) -> Result<(), StoreError> {
 }
 
 pub fn read_checkpoint(dir: &Path, epoch: u32) -> Result<Checkpoint, StoreError> {
-    let p = path(dir, epoch);
-    let tensors = Tensor::read_safetensors(&p).map_err(|e| err(format!("{}: {e}", p.display())))?;
+    read(&path(dir, epoch))
+}
+
+/// Takes the mid-epoch checkpoint, if there is one: it is removed once read, so it is
+/// never used twice.
+pub fn take_resume_checkpoint(dir: &Path) -> Result<Option<Checkpoint>, StoreError> {
+    let p = resume_path(dir);
+    if !p.exists() {
+        return Ok(None);
+    }
+    let c = read(&p)?;
+    std::fs::remove_file(&p)?;
+    Ok(Some(c))
+}
+
+fn read(p: &Path) -> Result<Checkpoint, StoreError> {
+    let tensors = Tensor::read_safetensors(p).map_err(|e| err(format!("{}: {e}", p.display())))?;
     let mut meta = std::collections::HashMap::new();
     let mut rest = Vec::new();
     for (name, t) in tensors {
@@ -82,6 +106,7 @@ pub fn read_checkpoint(dir: &Path, epoch: u32) -> Result<Checkpoint, StoreError>
     };
     Ok(Checkpoint {
         epoch: get("epoch")? as u32,
+        iteration: meta.get("iteration").copied().unwrap_or(0) as u32,
         global_step: get("global_step")? as u64,
         dropout_word_pos: (get("dropout_word_pos_lo")? as u64 as u128)
             | ((get("dropout_word_pos_hi")? as u64 as u128) << 64),
@@ -99,6 +124,7 @@ mod tests {
         for epoch in 1..=4 {
             let c = Checkpoint {
                 epoch,
+                iteration: 0,
                 global_step: u64::from(epoch) * 10,
                 dropout_word_pos: (7u128 << 64) | 12345,
                 tensors: vec![("model.w".into(), Tensor::from_slice(&[epoch as f32, 2.0]))],

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-pub use checkpoint::{read_checkpoint, write_checkpoint};
+pub use checkpoint::{read_checkpoint, take_resume_checkpoint, write_checkpoint};
 
 use crate::data::UploadedDatasets;
 use crate::domain::{DatasetInfo, EventKind, JobEvent, JobSpec, RunInfo, SpecError};
