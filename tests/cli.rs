@@ -121,6 +121,83 @@ fn client_commands_against_a_served_process_then_sigterm() {
         "{text}"
     );
 
+    // datasets upload / list / get, training on it, delete.
+    let file = server._dirs.0.path().join("upload-me.csv");
+    let mut csv = String::from("x1,x2,label\n");
+    for i in 0..200 {
+        csv.push_str(&format!(
+            "{},{},{}\n",
+            i % 7,
+            (i % 2) * 5,
+            ["no", "yes"][i % 2]
+        ));
+    }
+    std::fs::write(&file, &csv).unwrap();
+    let out = server.cli(&[
+        "datasets",
+        "upload",
+        "--json",
+        "--name",
+        "yesno",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info = &json_lines(&out)[0];
+    assert_eq!(
+        (info["rows"].as_u64(), info["features"].as_u64()),
+        (Some(200), Some(2))
+    );
+    assert_eq!(info["labels"], serde_json::json!(["no", "yes"]));
+    let dataset_id = info["id"].as_str().unwrap().to_string();
+    let listed = json_lines(&server.cli(&["datasets", "list", "--json"]));
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], dataset_id.as_str());
+    let text = stdout(&server.cli(&["datasets", "get", &dataset_id]));
+    assert!(
+        text.contains("yesno") && text.contains("no:100 yes:100"),
+        "{text}"
+    );
+    let out = server.cli(&[
+        "train",
+        "--json",
+        "--epochs",
+        "1",
+        "--hidden",
+        "4",
+        "--dataset-id",
+        &dataset_id,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        json_lines(&out).last().unwrap()["status"]["status"],
+        "SUCCEEDED"
+    );
+    assert!(
+        server
+            .cli(&["datasets", "delete", &dataset_id])
+            .status
+            .success()
+    );
+    let out = server.cli(&["datasets", "get", &dataset_id]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"));
+    // A malformed file: the line and column, non-zero exit.
+    std::fs::write(&file, "x1,label\n1,a\nb,a\n").unwrap();
+    let out = server.cli(&["datasets", "upload", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("InvalidArgument") && err.contains("upload-me.csv:3:1:"),
+        "{err}"
+    );
+
     // A bad spec: non-zero exit, the field named on stderr.
     let out = server.cli(&["train", "--epochs", "0"]);
     assert!(!out.status.success());
