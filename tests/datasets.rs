@@ -31,6 +31,21 @@ fn chunks(bytes: &[u8], size: usize) -> Vec<pb::UploadDatasetRequest> {
         .collect()
 }
 
+/// A whole upload: the header, then `bytes` in chunks of `size`.
+fn upload_msgs(
+    name: &str,
+    label_column: &str,
+    sha256: &str,
+    bytes: &[u8],
+    size: usize,
+) -> Vec<pb::UploadDatasetRequest> {
+    [
+        vec![header(name, label_column, sha256)],
+        chunks(bytes, size),
+    ]
+    .concat()
+}
+
 fn sha(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
@@ -82,8 +97,7 @@ async fn upload_in_chunks_then_train_on_it_and_delete_it_when_unused() {
     let ts = TestServer::start(1).await;
     let mut d = DatasetsClient::connect(ts.url()).await.unwrap();
     let text = csv_text(300);
-    let mut msgs = vec![header("pets", "kind", &sha(text.as_bytes()))];
-    msgs.extend(chunks(text.as_bytes(), 97));
+    let msgs = upload_msgs("pets", "kind", &sha(text.as_bytes()), text.as_bytes(), 97);
     let info = upload(&mut d, msgs).await.unwrap();
     assert_eq!(
         (info.name.as_str(), info.rows, info.features, info.classes),
@@ -192,47 +206,31 @@ async fn bad_uploads_fail_clearly_and_leave_nothing_behind() {
     let cases: Vec<(&str, Vec<pb::UploadDatasetRequest>, Code, Vec<&str>)> = vec![
         (
             "ragged row in the second chunk",
-            [
-                vec![header("ragged", "", "")],
-                chunks(ragged.as_bytes(), 13),
-            ]
-            .concat(),
+            upload_msgs("ragged", "", "", ragged.as_bytes(), 13),
             Code::InvalidArgument,
             vec!["ragged:4:3:", "2 fields but the header has 3"],
         ),
         (
             "non-numeric feature",
-            [vec![header("text", "", "")], chunks(text.as_bytes(), 5)].concat(),
+            upload_msgs("text", "", "", text.as_bytes(), 5),
             Code::InvalidArgument,
             vec!["text:3:2:", "not a number"],
         ),
         (
             "missing label column",
-            [
-                vec![header("nolabel", "species", "")],
-                chunks(good.as_bytes(), 50),
-            ]
-            .concat(),
+            upload_msgs("nolabel", "species", "", good.as_bytes(), 50),
             Code::InvalidArgument,
             vec!["nolabel:1:1:", "no column named 'species'"],
         ),
         (
             "checksum mismatch",
-            [
-                vec![header("sum", "kind", &sha(b"something else"))],
-                chunks(good.as_bytes(), 50),
-            ]
-            .concat(),
+            upload_msgs("sum", "kind", &sha(b"something else"), good.as_bytes(), 50),
             Code::InvalidArgument,
             vec!["sha256"],
         ),
         (
             "larger than --max-dataset-bytes",
-            [
-                vec![header("big", "kind", "")],
-                chunks(csv_text(400).as_bytes(), 500),
-            ]
-            .concat(),
+            upload_msgs("big", "kind", "", csv_text(400).as_bytes(), 500),
             Code::ResourceExhausted,
             vec!["2000 bytes", "--max-dataset-bytes"],
         ),

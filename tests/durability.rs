@@ -39,14 +39,7 @@ fn long_spec() -> pb::JobSpec {
     let mut s = spec(8000, 2, 10);
     s.batch_size = 64;
     s.report_every = 10;
-    s.model = Some(pb::Model {
-        kind: Some(pb::model::Kind::Mlp(pb::Mlp {
-            hidden_layers: vec![32, 16],
-            activation: pb::Activation::Relu as i32,
-            batch_norm: true,
-            dropout: 0.1,
-        })),
-    });
+    s.model = mlp(vec![32, 16], pb::Activation::Relu, true, 0.1);
     s
 }
 

@@ -332,14 +332,7 @@ async fn same_spec_and_seed_give_the_same_losses_bit_for_bit() {
     let mut c = ts.client().await;
     let mut s = spec(1500, 3, 3);
     s.report_every = 1;
-    s.model = Some(pb::Model {
-        kind: Some(pb::model::Kind::Mlp(pb::Mlp {
-            hidden_layers: vec![32, 16],
-            activation: pb::Activation::Gelu as i32,
-            batch_norm: true,
-            dropout: 0.2,
-        })),
-    });
+    s.model = mlp(vec![32, 16], pb::Activation::Gelu, true, 0.2);
     let losses = |events: &[pb::JobEvent]| -> Vec<u64> {
         let mut v: Vec<u64> = iterations(events)
             .iter()

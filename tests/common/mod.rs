@@ -85,14 +85,7 @@ pub fn spec(samples: u32, classes: u32, epochs: u32) -> pb::JobSpec {
                 seed: 3,
             })),
         }),
-        model: Some(pb::Model {
-            kind: Some(pb::model::Kind::Mlp(pb::Mlp {
-                hidden_layers: vec![16],
-                activation: pb::Activation::Relu as i32,
-                batch_norm: false,
-                dropout: 0.0,
-            })),
-        }),
+        model: mlp(vec![16], pb::Activation::Relu, false, 0.0),
         epochs,
         batch_size: 32,
         learning_rate: 0.01,
@@ -102,6 +95,23 @@ pub fn spec(samples: u32, classes: u32, epochs: u32) -> pb::JobSpec {
         seed: 11,
         report_every: 0,
     }
+}
+
+/// An MLP model message.
+pub fn mlp(
+    hidden_layers: Vec<u32>,
+    activation: pb::Activation,
+    batch_norm: bool,
+    dropout: f64,
+) -> Option<pb::Model> {
+    Some(pb::Model {
+        kind: Some(pb::model::Kind::Mlp(pb::Mlp {
+            hidden_layers,
+            activation: activation as i32,
+            batch_norm,
+            dropout,
+        })),
+    })
 }
 
 pub fn csv_spec(path: &str, label_column: &str) -> pb::JobSpec {
