@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::process::ServerProcess;
+use common::process::{self, ServerProcess};
 use common::*;
 use gradstream::transport::pb::{self, job_event::Kind, trainer_client::TrainerClient};
 use tonic::Code;
@@ -214,6 +214,24 @@ async fn a_retried_submit_returns_the_same_job_even_after_a_restart() {
         spec: Some(spec(300, 2, 1)),
         request_id: "client-42".into(),
     };
+    // One server per state directory.
+    let second = std::process::Command::new(process::BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--device",
+            "cpu",
+            "--state-dir",
+        ])
+        .arg(dirs.state.path())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr)
+            .contains("another gradstream server is using this state directory")
+    );
     let first = c.submit_job(req()).await.unwrap().into_inner();
     let again = c.submit_job(req()).await.unwrap().into_inner();
     assert_eq!(first.id, again.id);

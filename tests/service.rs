@@ -706,3 +706,21 @@ async fn list_jobs_pages_and_filters_and_delete_job_removes_finished_jobs() {
     assert_eq!(left.len(), 5);
     assert!(left.iter().all(|j| j.id != ids[0]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_only_zero_weight_classes_is_skipped_not_a_divergence() {
+    let ts = TestServer::start(1).await;
+    let mut c = ts.client().await;
+    let mut s = spec(200, 2, 2);
+    // Batches of one sample: every class-0 batch has total weight 0 (a 0/0 mean loss).
+    s.batch_size = 1;
+    s.class_weights = vec![0.0, 1.0];
+    let events = train(&mut c, s).await;
+    assert_eq!(
+        statuses(&events).last(),
+        Some(&pb::JobStatus::Succeeded),
+        "{}",
+        last_message(&events)
+    );
+    assert!(iterations(&events).iter().all(|p| p.loss.is_finite()));
+}

@@ -53,14 +53,16 @@ pub struct EpochOutputs {
 }
 
 pub struct MetricsWorker {
-    tx: Option<mpsc::Sender<EpochOutputs>>,
+    /// Holds one epoch waiting while another is computed: training runs at most two epochs
+    /// ahead of its metrics, so memory stays bounded when metrics are slower than training.
+    tx: Option<mpsc::SyncSender<EpochOutputs>>,
     rx: mpsc::Receiver<EpochEnd>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl MetricsWorker {
     pub fn spawn(labels: Vec<String>, class_weights: Vec<f64>) -> Result<Self, EngineError> {
-        let (tx, work) = mpsc::channel::<EpochOutputs>();
+        let (tx, work) = mpsc::sync_channel::<EpochOutputs>(1);
         let (done, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("epoch-metrics".into())

@@ -211,91 +211,110 @@ pub fn train_with_loader(
         None => (1, 0, 0, None),
     };
     let mut worker = MetricsWorker::spawn(labels.to_vec(), spec.class_weights.clone())?;
-    for epoch in first_epoch..=spec.epochs {
-        let epoch_start = Instant::now();
-        let mut window = Window::new();
-        let mut outputs: Vec<Tensor> = Vec::with_capacity(ipe);
-        let mut seen_targets: Vec<Tensor> = Vec::with_capacity(ipe);
-        // Resuming inside an epoch: its first batches were trained before the stop.
-        if let Some((logits, targets)) = partial.take() {
-            outputs.push(logits);
-            seen_targets.push(targets);
-        }
-        let done = std::mem::take(&mut skip);
-        for (i, batch) in loader.epoch(epoch).enumerate().skip(done) {
-            if cancel.load(Ordering::Relaxed) {
-                // Report the finished epochs, then leave a checkpoint of exactly here
-                // (at an epoch's first batch, the previous epoch's checkpoint is that).
-                worker.finish(observer)?;
-                if i > 0 {
-                    let mut c = snapshot(&vs, &model, &opt, epoch, global_step)?;
-                    c.iteration = i as u32;
-                    c.tensors
-                        .push(("partial.logits".into(), Tensor::f_cat(&outputs, 0)?.copy()));
-                    c.tensors.push((
-                        "partial.targets".into(),
-                        Tensor::f_cat(&seen_targets, 0)?.copy(),
-                    ));
-                    observer.checkpoint(c);
+    let mut epochs = || -> Result<(), EngineError> {
+        for epoch in first_epoch..=spec.epochs {
+            let epoch_start = Instant::now();
+            let mut window = Window::new();
+            let mut outputs: Vec<Tensor> = Vec::with_capacity(ipe);
+            let mut seen_targets: Vec<Tensor> = Vec::with_capacity(ipe);
+            // Resuming inside an epoch: its first batches were trained before the stop.
+            if let Some((logits, targets)) = partial.take() {
+                outputs.push(logits);
+                seen_targets.push(targets);
+            }
+            let done = std::mem::take(&mut skip);
+            for (i, batch) in loader.epoch(epoch).enumerate().skip(done) {
+                if cancel.load(Ordering::Relaxed) {
+                    // Leave a checkpoint of exactly here (at an epoch's first batch, the
+                    // previous epoch's checkpoint is that).
+                    if i > 0 {
+                        let mut c = snapshot(&vs, &model, &opt, epoch, global_step)?;
+                        c.iteration = i as u32;
+                        c.tensors
+                            .push(("partial.logits".into(), Tensor::f_cat(&outputs, 0)?.copy()));
+                        c.tensors.push((
+                            "partial.targets".into(),
+                            Tensor::f_cat(&seen_targets, 0)?.copy(),
+                        ));
+                        observer.checkpoint(c);
+                    }
+                    return Err(EngineError::Cancelled);
                 }
-                return Err(EngineError::Cancelled);
+                let iteration = i as u32 + 1;
+                global_step += 1;
+                let logits = model.forward_t(&batch.features, true);
+                let loss = logits.f_cross_entropy_loss(
+                    &batch.targets,
+                    weights.as_ref(),
+                    Reduction::Mean,
+                    -100,
+                    0.0,
+                )?;
+                opt.zero_grad();
+                loss.f_backward()?;
+                let value = loss.f_double_value(&[])?;
+                // A batch whose samples all have class weight 0 has a 0/0 mean loss and
+                // nothing to learn from: it is skipped, not a divergence.
+                let weightless = !value.is_finite()
+                    && weights
+                        .as_ref()
+                        .map(|w| {
+                            w.f_index_select(0, &batch.targets)?
+                                .f_sum(Kind::Double)?
+                                .f_double_value(&[])
+                        })
+                        .transpose()?
+                        .is_some_and(|sum| sum == 0.0);
+                if !value.is_finite() && !weightless {
+                    return Err(EngineError::Diverged {
+                        step: global_step,
+                        epoch,
+                        iteration,
+                        loss: value,
+                        learning_rate: lr,
+                    });
+                }
+                if !weightless {
+                    opt.step()?;
+                    window.add(value, batch.targets.size()[0] as usize);
+                }
+                worker.poll(observer);
+                outputs.push(logits.detach());
+                seen_targets.push(batch.targets);
+                if (iteration as usize).is_multiple_of(report_every) || iteration as usize == ipe {
+                    observer.iteration(IterationProgress {
+                        epoch,
+                        iteration,
+                        iterations_per_epoch: ipe as u32,
+                        global_step,
+                        loss: window.mean_loss(),
+                        learning_rate: lr,
+                        samples_per_second: window.samples_per_second(),
+                    });
+                    window = Window::new();
+                }
             }
-            let iteration = i as u32 + 1;
-            global_step += 1;
-            let logits = model.forward_t(&batch.features, true);
-            let loss = logits.f_cross_entropy_loss(
-                &batch.targets,
-                weights.as_ref(),
-                Reduction::Mean,
-                -100,
-                0.0,
-            )?;
-            opt.zero_grad();
-            loss.f_backward()?;
-            let value = loss.f_double_value(&[])?;
-            if !value.is_finite() {
-                return Err(EngineError::Diverged {
-                    step: global_step,
-                    epoch,
-                    iteration,
-                    loss: value,
-                    learning_rate: lr,
-                });
-            }
-            opt.step()?;
-            worker.poll(observer);
-            window.add(value, batch.targets.size()[0] as usize);
-            outputs.push(logits.detach());
-            seen_targets.push(batch.targets);
-            if (iteration as usize).is_multiple_of(report_every) || iteration as usize == ipe {
-                observer.iteration(IterationProgress {
-                    epoch,
-                    iteration,
-                    iterations_per_epoch: ipe as u32,
-                    global_step,
-                    loss: window.mean_loss(),
-                    learning_rate: lr,
-                    samples_per_second: window.samples_per_second(),
-                });
-                window = Window::new();
-            }
+            let validation = validation
+                .map(|v| -> Result<_, EngineError> {
+                    let logits = forward_eval(&mut model, &v.features)?;
+                    Ok(Scores::with_targets(&logits, v.targets.clone())?)
+                })
+                .transpose()?;
+            observer.checkpoint(snapshot(&vs, &model, &opt, epoch, global_step)?);
+            let train = Scores::from_batches(&outputs, &seen_targets)?;
+            worker.submit(EpochOutputs {
+                epoch,
+                seconds: epoch_start.elapsed().as_secs_f64(),
+                train,
+                validation,
+            })?;
         }
-        let validation = validation
-            .map(|v| -> Result<_, EngineError> {
-                let logits = forward_eval(&mut model, &v.features)?;
-                Ok(Scores::with_targets(&logits, v.targets.clone())?)
-            })
-            .transpose()?;
-        observer.checkpoint(snapshot(&vs, &model, &opt, epoch, global_step)?);
-        let train = Scores::from_batches(&outputs, &seen_targets)?;
-        worker.submit(EpochOutputs {
-            epoch,
-            seconds: epoch_start.elapsed().as_secs_f64(),
-            train,
-            validation,
-        })?;
-    }
-    worker.finish(observer)
+        Ok(())
+    };
+    let result = epochs();
+    // Whatever happened, the epochs that ended are reported before the job's end.
+    let finished = worker.finish(observer);
+    result.and(finished)
 }
 
 /// A deep copy of the training state, on the CPU.

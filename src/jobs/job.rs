@@ -240,11 +240,15 @@ impl Job {
         self.push(EventKind::Status { status, message });
     }
 
-    /// Asks the job to stop (the first reason wins) and returns its status at that moment.
+    /// Asks the job to stop and returns its status at that moment. A client's cancel wins
+    /// over a shutdown: a job cancelled during the shutdown grace period stays cancelled.
     pub fn request_stop(&self, reason: StopReason) -> JobStatus {
         let mut inner = self.lock();
-        if !inner.status.is_terminal() && !self.cancel.swap(true, Ordering::SeqCst) {
-            inner.stop_reason = Some(reason);
+        if !inner.status.is_terminal() {
+            self.cancel.store(true, Ordering::SeqCst);
+            if inner.stop_reason.is_none() || reason == StopReason::Cancelled {
+                inner.stop_reason = Some(reason);
+            }
         }
         inner.status
     }

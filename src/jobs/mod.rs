@@ -22,7 +22,7 @@ pub use job::{JobSnapshot, StopReason, Subscription};
 use persist::Persister;
 
 use crate::data::{self, DataError};
-use crate::domain::{JobSpec, JobStatus, SpecError};
+use crate::domain::{DatasetSpec, JobSpec, JobStatus, SpecError};
 use crate::engine::{self, EngineError};
 use crate::store::{self, Store, StoreError, read_checkpoint, take_resume_checkpoint};
 
@@ -185,13 +185,13 @@ impl JobManager {
         spec: JobSpec,
         request_id: Option<String>,
     ) -> Result<JobSnapshot, JobError> {
+        spec.validate()?;
         if let Some(existing) = self.existing(&spec, request_id.as_deref())? {
             return Ok(existing);
         }
         if !self.shared.lock().accepting {
             return Err(JobError::ShuttingDown);
         }
-        spec.validate()?;
         let dataset = data::load(
             &spec.dataset,
             &self.shared.config.data_dir,
@@ -221,6 +221,12 @@ impl JobManager {
         let mut state = self.shared.lock();
         if !state.accepting {
             return Err(JobError::ShuttingDown);
+        }
+        // An uploaded dataset deleted while this submit was reading it.
+        if let DatasetSpec::Uploaded { id } = &spec.dataset
+            && self.shared.store.dataset(id)?.is_none()
+        {
+            return Err(JobError::DatasetNotFound(id.clone()));
         }
         // A retry that raced with its first attempt.
         if let Some(r) = &request_id
@@ -307,13 +313,14 @@ impl JobManager {
 
     /// Removes a finished job, its events and its files.
     pub fn delete(&self, id: &str) -> Result<(), JobError> {
-        let mut state = self.shared.lock();
-        let job = state.job(id)?;
-        if !job.status().is_terminal() {
+        if !self.shared.find(id)?.status().is_terminal() {
             return Err(JobError::NotFinished(id.to_string()));
         }
-        // Everything the writer still holds for this job goes first.
+        // Everything the writer still holds for this job goes first (outside the lock:
+        // the writer may be busy with other jobs' checkpoints).
         self.shared.persister.flush();
+        let mut state = self.shared.lock();
+        let job = state.job(id)?;
         self.shared.store.delete_job(id)?;
         state.jobs.remove(id);
         state.order.retain(|j| j.id != id);
@@ -337,6 +344,7 @@ impl JobManager {
         if job.request_stop(StopReason::Cancelled) == JobStatus::Queued {
             state.queue.retain(|q| !Arc::ptr_eq(q, &job));
             job.set_status(JobStatus::Cancelled, "cancelled by request".into());
+            drop(job.take_dataset());
         }
         drop(state);
         Ok(job.snapshot())
@@ -501,7 +509,11 @@ impl Shared {
             let cannot = |e: StoreError| EngineError::Internal(format!("cannot resume: {e}"));
             // A mid-epoch checkpoint from a shutdown, if it continues the recorded epochs;
             // otherwise the checkpoint of the last recorded epoch.
-            let resume = match take_resume_checkpoint(&dir).map_err(cannot)? {
+            let mid_epoch = take_resume_checkpoint(&dir).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "mid-epoch checkpoint unreadable; resuming from the last epoch");
+                None
+            });
+            let resume = match mid_epoch {
                 Some(c) if c.epoch == completed + 1 => Some(c),
                 _ if completed == 0 => None,
                 _ => Some(read_checkpoint(&dir, completed).map_err(cannot)?),

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use super::job::Job;
+use crate::domain::EventKind;
 use crate::domain::{JobEvent, RunInfo};
 use crate::engine::Checkpoint;
-use crate::store::{Store, Write, write_checkpoint};
+use crate::store::{Store, Write, prune_checkpoints, write_checkpoint};
 
 /// Writes handled per transaction at most.
 const BATCH: usize = 512;
@@ -78,20 +79,42 @@ fn run(store: &Store, rx: &mpsc::Receiver<Persist>) {
                 _ => None,
             })
             .collect();
-        if !writes.is_empty()
-            && let Err(e) = store.write(&writes)
-        {
-            // Availability over durability: the events stay visible in memory.
-            tracing::error!(error = %e, "events not saved to the state database");
+        if !writes.is_empty() {
+            commit(store, &writes);
         }
         for p in batch {
             match p {
-                Persist::Event(job, e) => job.mark_durable(e.seq),
+                Persist::Event(job, e) => {
+                    job.mark_durable(e.seq);
+                    // Older checkpoints are no longer needed once an epoch is recorded.
+                    if let EventKind::Epoch(end) = &e.kind
+                        && let Err(err) = prune_checkpoints(&store.job_dir(&job.id), end.epoch)
+                    {
+                        tracing::warn!(job = %job.id, error = %err, "old checkpoints not removed");
+                    }
+                }
                 Persist::Flush(done) => {
                     let _ = done.send(());
                 }
                 _ => {}
             }
+        }
+    }
+}
+
+/// Commits a batch, retrying a few times (a full disk may be freed, a lock released).
+/// If it still fails the events stay visible in memory and the error is logged: the
+/// service keeps running, but those events will be missing after a restart.
+fn commit(store: &Store, writes: &[Write<'_>]) {
+    const ATTEMPTS: u32 = 5;
+    for attempt in 1..=ATTEMPTS {
+        match store.write(writes) {
+            Ok(()) => return,
+            Err(e) if attempt < ATTEMPTS => {
+                tracing::warn!(attempt, error = %e, "state database write failed; retrying");
+                std::thread::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)));
+            }
+            Err(e) => tracing::error!(error = %e, "events not saved to the state database"),
         }
     }
 }

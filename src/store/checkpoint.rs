@@ -9,10 +9,6 @@ use tch::{Kind, Tensor};
 use super::StoreError;
 use crate::engine::Checkpoint;
 
-/// Checkpoints kept per job: the newest two, because the newest may belong to an epoch
-/// whose metrics were not yet recorded when the process stopped.
-const KEEP: usize = 2;
-
 fn path(dir: &Path, epoch: u32) -> PathBuf {
     dir.join(format!("epoch-{epoch:06}.safetensors"))
 }
@@ -51,22 +47,29 @@ pub fn write_checkpoint(dir: &Path, c: &Checkpoint) -> Result<PathBuf, StoreErro
     Tensor::write_safetensors(&all, &tmp).map_err(err)?;
     std::fs::File::open(&tmp)?.sync_all()?;
     std::fs::rename(&tmp, &target)?;
-    prune(dir)?;
+    // The rename itself must reach the disk too.
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(target)
 }
 
-fn prune(dir: &Path) -> Result<(), StoreError> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("epoch-") && n.ends_with(".safetensors"))
-        })
-        .collect();
-    files.sort();
-    for old in files.iter().rev().skip(KEEP) {
-        std::fs::remove_file(old)?;
+/// Removes the epoch checkpoints older than `recorded`, the last epoch whose metrics event
+/// is committed: recovery resumes from that one, and newer ones may still be needed.
+pub fn prune_checkpoints(dir: &Path, recorded: u32) -> Result<(), StoreError> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in rd.flatten() {
+        let name = entry.file_name();
+        let epoch = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("epoch-"))
+            .and_then(|n| n.strip_suffix(".safetensors"))
+            .and_then(|n| n.parse::<u32>().ok());
+        if epoch.is_some_and(|e| e < recorded) {
+            std::fs::remove_file(entry.path())?;
+        }
     }
     Ok(())
 }
@@ -119,7 +122,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trips_and_keeps_the_newest_two() {
+    fn round_trips_and_prunes_below_the_recorded_epoch() {
         let dir = tempfile::tempdir().unwrap();
         for epoch in 1..=4 {
             let c = Checkpoint {
@@ -131,6 +134,7 @@ mod tests {
             };
             write_checkpoint(dir.path(), &c).unwrap();
         }
+        prune_checkpoints(dir.path(), 3).unwrap();
         let names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -11,7 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-pub use checkpoint::{read_checkpoint, take_resume_checkpoint, write_checkpoint};
+pub use checkpoint::{
+    prune_checkpoints, read_checkpoint, take_resume_checkpoint, write_checkpoint,
+};
 
 use crate::data::UploadedDatasets;
 use crate::domain::{DatasetInfo, EventKind, JobEvent, JobSpec, RunInfo, SpecError};
@@ -28,6 +30,10 @@ pub enum StoreError {
     Encode(#[from] rmp_serde::encode::Error),
     #[error("state directory: {0}")]
     Io(#[from] std::io::Error),
+    #[error(
+        "another gradstream server is using this state directory; stop it, or give this one its own --state-dir"
+    )]
+    Locked,
     #[error("checkpoint: {0}")]
     Checkpoint(String),
     #[error(
@@ -56,6 +62,8 @@ pub enum Write<'a> {
 pub struct Store {
     conn: Mutex<Connection>,
     dir: PathBuf,
+    /// Held open with an exclusive lock: one server per state directory.
+    _lock: std::fs::File,
 }
 
 /// Records are MessagePack of the domain types (named fields, so fields can be added): a
@@ -77,6 +85,10 @@ impl Store {
     /// Opens (creating if needed) `state_dir/gradstream.db` and runs pending migrations.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(state_dir.join("jobs"))?;
+        let lock = std::fs::File::create(state_dir.join("lock"))?;
+        if lock.try_lock().is_err() {
+            return Err(StoreError::Locked);
+        }
         // Uploads that were in progress when the process stopped are abandoned.
         let tmp = state_dir.join("datasets").join("tmp");
         match std::fs::remove_dir_all(&tmp) {
@@ -95,6 +107,7 @@ impl Store {
         Ok(Self {
             conn: Mutex::new(conn),
             dir: state_dir.to_path_buf(),
+            _lock: lock,
         })
     }
 
