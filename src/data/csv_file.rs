@@ -7,6 +7,10 @@ use super::{DataError, Dataset};
 use crate::domain::SpecError;
 
 const PATH_FIELD: &str = "spec.dataset.csv.path";
+/// Messages shared with the streaming upload validator, which must say the same.
+pub(super) const EMPTY_FILE: &str = "the file is empty; a header row and at least one data row are needed (an empty dataset cannot be trained on)";
+pub(super) const HEADER_ONLY: &str =
+    "the file has a header but no data rows (an empty dataset cannot be trained on); add rows";
 
 /// Resolves a client-supplied path under `data_dir`, refusing anything that would leave it:
 /// absolute paths, `..`, and symlinks pointing outside.
@@ -87,7 +91,7 @@ pub fn load_csv(
         .map_err(|e| SpecError::new(PATH_FIELD, format!("'{shown}' cannot be opened: {e}")))?;
     let headers = reader.headers().map_err(|e| csv_error(shown, &e))?.clone();
     if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
-        return Err(malformed(1, 1, "the file is empty; a header row and at least one data row are needed (an empty dataset cannot be trained on)".into()));
+        return Err(malformed(1, 1, EMPTY_FILE.into()));
     }
     if headers.len() < 2 {
         return Err(malformed(
@@ -157,7 +161,7 @@ pub fn load_csv(
         }
     }
     if raw_labels.is_empty() {
-        return Err(malformed(1, 1, "the file has a header but no data rows (an empty dataset cannot be trained on); add rows".into()));
+        return Err(malformed(1, 1, HEADER_ONLY.into()));
     }
     // Integers sort numerically; if any label is text, all sort as text.
     let all_int = raw_labels.iter().all(|l| matches!(l, LabelKey::Int(_)));

@@ -9,7 +9,7 @@ pub mod upload;
 use std::path::{Path, PathBuf};
 
 pub use csv_file::{load_csv, resolve_data_path};
-pub use split::{Normalizer, Split, stratified_split};
+pub use split::{Normalizer, Split, stratified_split, train_size};
 pub use synthetic::generate;
 
 use crate::domain::{DatasetSpec, SpecError};

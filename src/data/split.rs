@@ -13,6 +13,20 @@ pub struct Split {
     pub validation: Vec<usize>,
 }
 
+/// Samples of a class of `n` that the split holds out: `fraction` of them, rounded,
+/// keeping at least one in training.
+fn held_out(n: usize, fraction: f64) -> usize {
+    ((n as f64 * fraction).round() as usize).min(n.saturating_sub(1))
+}
+
+/// Training samples `stratified_split` leaves, from the class counts alone.
+pub fn train_size(class_counts: &[usize], fraction: f64) -> usize {
+    class_counts
+        .iter()
+        .map(|&n| n - held_out(n, fraction))
+        .sum()
+}
+
 /// Holds out about `fraction` of every class for validation, keeping at least one sample
 /// of each class in training.
 pub fn stratified_split(data: &Dataset, fraction: f64, seed: u64) -> Split {
@@ -28,7 +42,7 @@ pub fn stratified_split(data: &Dataset, fraction: f64, seed: u64) -> Split {
     for mut rows in by_class {
         rows.shuffle(&mut rng);
         let n = rows.len();
-        let held = ((n as f64 * fraction).round() as usize).min(n.saturating_sub(1));
+        let held = held_out(n, fraction);
         split.validation.extend_from_slice(&rows[..held]);
         split.train.extend_from_slice(&rows[held..]);
     }
@@ -116,6 +130,7 @@ mod tests {
         let count = |rows: &[usize], c| rows.iter().filter(|&&r| d.targets[r] == c).count();
         assert_eq!((count(&s.validation, 0), count(&s.validation, 1)), (18, 2));
         assert_eq!((count(&s.train, 0), count(&s.train, 1)), (72, 8));
+        assert_eq!(train_size(&d.class_counts(), 0.2), s.train.len());
         let mut all: Vec<usize> = s.train.iter().chain(&s.validation).copied().collect();
         all.sort_unstable();
         assert_eq!(all, (0..100).collect::<Vec<_>>());

@@ -17,6 +17,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::DataError;
+use super::csv_file::{EMPTY_FILE, HEADER_ONLY};
 
 /// What an upload may not exceed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,10 +203,10 @@ impl CsvUpload {
             self.parse(&tail, &[])?;
         }
         let Some(header) = self.header.take() else {
-            return Err(self.malformed(1, 1, "the file is empty; a header row and at least one data row are needed (an empty dataset cannot be trained on)".into()));
+            return Err(self.malformed(1, 1, EMPTY_FILE.into()));
         };
         if self.rows == 0 {
-            return Err(self.malformed(1, 1, "the file has a header but no data rows (an empty dataset cannot be trained on); add rows".into()));
+            return Err(self.malformed(1, 1, HEADER_ONLY.into()));
         }
         let file = self.out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
@@ -402,7 +403,7 @@ impl CsvUpload {
             .map_err(|e| self.not_utf8(line, e.utf8_error().field()))?;
         names.trim();
         if names.is_empty() || (names.len() == 1 && names[0].is_empty()) {
-            return Err(self.malformed(1, 1, "the file is empty; a header row and at least one data row are needed (an empty dataset cannot be trained on)".into()));
+            return Err(self.malformed(1, 1, EMPTY_FILE.into()));
         }
         if names.len() < 2 {
             return Err(self.malformed(

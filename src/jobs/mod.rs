@@ -174,10 +174,6 @@ impl JobManager {
         Ok((Self { shared }, recovered))
     }
 
-    pub fn config(&self) -> &JobsConfig {
-        &self.shared.config
-    }
-
     /// Validates the spec, reads the dataset (blocking: call from a blocking context),
     /// records the job and queues it. A `request_id` seen before returns that job instead.
     pub fn submit(
@@ -197,13 +193,6 @@ impl JobManager {
             &self.shared.config.data_dir,
             &*self.shared.store,
         )?;
-        if dataset.rows() == 0 {
-            return Err(SpecError::new(
-                "spec.dataset",
-                "the dataset has no rows; an empty dataset cannot be trained on",
-            )
-            .into());
-        }
         if dataset.labels.len() < 2 {
             return Err(SpecError::new(
                 "spec.dataset",
@@ -216,8 +205,9 @@ impl JobManager {
         }
         spec.validate_class_weights(Some(&dataset.labels))?;
         spec.validate_model_size(dataset.width as u64, dataset.labels.len() as u64)?;
-        let split = data::stratified_split(&dataset, spec.validation_fraction, spec.seed);
-        spec.validate_batches(split.train.len() as u64)?;
+        spec.validate_batches(
+            data::train_size(&dataset.class_counts(), spec.validation_fraction) as u64,
+        )?;
         let mut state = self.shared.lock();
         if !state.accepting {
             return Err(JobError::ShuttingDown);
