@@ -12,6 +12,10 @@ pub enum LogFormat {
     Json,
 }
 
+/// Built-in defaults of the settings that have one, shared by the flags and `local`.
+pub const DEFAULT_MAX_DATASET_BYTES: u64 = 1 << 30;
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
+
 /// `gradstream serve` settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeConfig {
@@ -35,7 +39,7 @@ pub struct ServeConfig {
     #[arg(long, env = "GRADSTREAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Largest dataset upload accepted, in bytes (default 1 GiB).
-    #[arg(long, env = "GRADSTREAM_MAX_DATASET_BYTES", default_value_t = 1 << 30)]
+    #[arg(long, env = "GRADSTREAM_MAX_DATASET_BYTES", default_value_t = DEFAULT_MAX_DATASET_BYTES)]
     pub max_dataset_bytes: u64,
     /// libtorch intra-op threads (shared by all jobs); 0 = auto: the CPU cores divided among
     /// the concurrent jobs, less one core kept for the service itself (streams, metrics), at
@@ -43,11 +47,27 @@ pub struct ServeConfig {
     #[arg(long, env = "GRADSTREAM_TORCH_THREADS", default_value_t = 0)]
     pub torch_threads: u16,
     /// Seconds to wait for running jobs to stop on SIGTERM/SIGINT.
-    #[arg(long, env = "GRADSTREAM_SHUTDOWN_GRACE", default_value_t = 30)]
+    #[arg(long, env = "GRADSTREAM_SHUTDOWN_GRACE", default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS)]
     pub shutdown_grace: u64,
 }
 
 impl ServeConfig {
+    /// The defaults, on the CPU, listening on a free port of 127.0.0.1: a server for tests,
+    /// benchmarks and embedding, independent of any GRADSTREAM_* variable.
+    pub fn local(data_dir: PathBuf, state_dir: PathBuf) -> Self {
+        Self {
+            listen: "127.0.0.1:0".into(),
+            data_dir,
+            state_dir,
+            max_concurrent_jobs: 1,
+            device: DeviceChoice::Cpu,
+            log_format: LogFormat::Text,
+            max_dataset_bytes: DEFAULT_MAX_DATASET_BYTES,
+            torch_threads: 0,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE_SECS,
+        }
+    }
+
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace)
     }
@@ -83,6 +103,24 @@ mod tests {
         assert_eq!(c.device, DeviceChoice::Auto);
         assert_eq!(c.shutdown_grace(), Duration::from_secs(30));
         assert_eq!(c.torch_threads, 0);
+        // `local` differs from the flags' defaults only where it says so.
+        let l = ServeConfig::local(c.data_dir.clone(), c.state_dir.clone());
+        assert_eq!(
+            (
+                l.max_concurrent_jobs,
+                l.log_format,
+                l.max_dataset_bytes,
+                l.torch_threads,
+                l.shutdown_grace
+            ),
+            (
+                c.max_concurrent_jobs,
+                c.log_format,
+                c.max_dataset_bytes,
+                c.torch_threads,
+                c.shutdown_grace
+            )
+        );
         // Auto: one core kept for the service, the rest shared by the job slots.
         assert_eq!(c.torch_threads_for(2), 1);
         assert_eq!(c.torch_threads_for(16), 15);

@@ -44,9 +44,7 @@ pub struct RunningServer {
 impl RunningServer {
     /// Graceful shutdown; returns when the server has closed.
     pub async fn shutdown(mut self) -> Result<(), ServeError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.begin_shutdown();
         self.wait().await
     }
 

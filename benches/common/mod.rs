@@ -3,8 +3,7 @@
 
 use std::time::SystemTime;
 
-use gradstream::config::{LogFormat, ServeConfig};
-use gradstream::engine::DeviceChoice;
+use gradstream::config::ServeConfig;
 use gradstream::server::{self, RunningServer};
 use gradstream::transport::pb;
 
@@ -17,17 +16,7 @@ pub const EPOCHS: u32 = 3;
 pub const LR: f64 = 1e-3;
 
 pub async fn start_server(dir: &std::path::Path) -> RunningServer {
-    let config = ServeConfig {
-        listen: "127.0.0.1:0".into(),
-        data_dir: dir.to_path_buf(),
-        state_dir: dir.join("state"),
-        max_concurrent_jobs: 1,
-        device: DeviceChoice::Cpu,
-        log_format: LogFormat::Text,
-        torch_threads: 0,
-        max_dataset_bytes: 1 << 30,
-        shutdown_grace: 30,
-    };
+    let config = ServeConfig::local(dir.to_path_buf(), dir.join("state"));
     server::start(&config).await.expect("server starts")
 }
 

@@ -199,7 +199,6 @@ pub fn train_with_loader(
         device: device_name(device),
     });
 
-    let lr = spec.learning_rate;
     let (first_epoch, mut skip, mut global_step, mut partial) = match resume {
         Some(c) => {
             let partial = restore(&vs, &mut model, &mut opt, &c)?;
@@ -271,7 +270,7 @@ pub fn train_with_loader(
                         epoch,
                         iteration,
                         loss: value,
-                        learning_rate: lr,
+                        learning_rate: opt.learning_rate(),
                     });
                 }
                 if !weightless {
@@ -288,7 +287,7 @@ pub fn train_with_loader(
                         iterations_per_epoch: ipe as u32,
                         global_step,
                         loss: window.mean_loss(),
-                        learning_rate: lr,
+                        learning_rate: opt.learning_rate(),
                         samples_per_second: window.samples_per_second(),
                     });
                     window = Window::new();

@@ -43,10 +43,10 @@ impl Datasets for DatasetsService {
                 ));
             }
         };
-        if pb::DatasetFormat::try_from(header.format)
-            .is_ok_and(|f| !matches!(f, pb::DatasetFormat::Unspecified | pb::DatasetFormat::Csv))
-            || pb::DatasetFormat::try_from(header.format).is_err()
-        {
+        if !matches!(
+            pb::DatasetFormat::try_from(header.format),
+            Ok(pb::DatasetFormat::Unspecified | pb::DatasetFormat::Csv)
+        ) {
             return Err(Status::invalid_argument(format!(
                 "header.format: {} is not a supported format; use CSV",
                 header.format

@@ -5,8 +5,7 @@ pub mod process;
 
 use std::path::Path;
 
-use gradstream::config::{LogFormat, ServeConfig};
-use gradstream::engine::DeviceChoice;
+use gradstream::config::ServeConfig;
 use gradstream::server::{self, RunningServer};
 use gradstream::transport::pb::{self, trainer_client::TrainerClient};
 use tonic::transport::Channel;
@@ -26,17 +25,10 @@ impl TestServer {
     pub async fn start_with(adjust: impl FnOnce(&mut ServeConfig)) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
         let state_dir = tempfile::tempdir().unwrap();
-        let mut config = ServeConfig {
-            listen: "127.0.0.1:0".into(),
-            data_dir: data_dir.path().to_path_buf(),
-            state_dir: state_dir.path().to_path_buf(),
-            max_concurrent_jobs: 1,
-            device: DeviceChoice::Cpu,
-            log_format: LogFormat::Text,
-            torch_threads: 0,
-            max_dataset_bytes: 1 << 30,
-            shutdown_grace: 30,
-        };
+        let mut config = ServeConfig::local(
+            data_dir.path().to_path_buf(),
+            state_dir.path().to_path_buf(),
+        );
         adjust(&mut config);
         let server = server::start(&config).await.unwrap();
         Self {
