@@ -53,6 +53,7 @@ pub fn bench_spec(report_every: u32) -> pb::JobSpec {
         validation_fraction: Some(0.0),
         seed: 0,
         report_every,
+        best_model_metric: 0,
     }
 }
 

@@ -10,7 +10,7 @@ use crate::transport::pb::{self, datasets_client::DatasetsClient, trainer_client
 
 type Result<T> = std::result::Result<T, String>;
 
-async fn connect(args: &ClientArgs) -> Result<TrainerClient<Channel>> {
+pub(super) async fn connect(args: &ClientArgs) -> Result<TrainerClient<Channel>> {
     TrainerClient::connect(args.server.clone())
         .await
         .map_err(|e| {
@@ -21,7 +21,7 @@ async fn connect(args: &ClientArgs) -> Result<TrainerClient<Channel>> {
         })
 }
 
-fn status_error(e: tonic::Status) -> String {
+pub(super) fn status_error(e: tonic::Status) -> String {
     format!("{:?}: {}", e.code(), e.message())
 }
 

@@ -2,15 +2,19 @@
 //! through the generated gRPC client.
 
 mod client;
+mod models;
+mod plot;
 mod render;
 mod spec_args;
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
 use crate::config::{LogFormat, ServeConfig};
 
+use models::{EvalSource, FormatArg, VersionArg};
 pub use spec_args::SpecArgs;
 
 #[derive(Debug, Parser)]
@@ -87,6 +91,52 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Class probabilities for the rows of a local CSV file, printed as CSV (or JSON lines).
+    Predict {
+        #[arg(long = "job")]
+        job_id: String,
+        /// Feature columns are matched by header name (extra columns such as the label are
+        /// ignored), or by position when the file has exactly one column per feature.
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = VersionArg::Best)]
+        model: VersionArg,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Metrics, confusion matrix, curves and thresholds of a trained model on labelled data.
+    Evaluate {
+        #[arg(long = "job")]
+        job_id: String,
+        #[command(flatten)]
+        source: EvalSource,
+        /// Header name of the label column (default: the last column).
+        #[arg(long)]
+        label_column: Option<String>,
+        /// Binary problems: also report the highest threshold reaching this recall.
+        #[arg(long)]
+        target_recall: Option<f64>,
+        #[arg(long, value_enum, default_value_t = VersionArg::Best)]
+        model: VersionArg,
+        /// Write the ROC and precision-recall curves as SVG files into this directory.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Download a trained model as TorchScript, or as safetensors plus a JSON model card.
+    Export {
+        #[arg(long = "job")]
+        job_id: String,
+        #[arg(long, value_enum)]
+        format: FormatArg,
+        /// Output file; a model card is written next to it, as model_card.json.
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long, value_enum, default_value_t = VersionArg::Best)]
+        model: VersionArg,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +203,39 @@ pub fn main() -> std::process::ExitCode {
                 JobsCommand::Delete { job_id } => client::delete_job(&client, &job_id).await,
             },
             Command::Cancel { job_id, client } => client::cancel(&client, &job_id).await,
+            Command::Predict {
+                job_id,
+                file,
+                model,
+                client,
+            } => models::predict(&client, &job_id, &file, model).await,
+            Command::Evaluate {
+                job_id,
+                source,
+                label_column,
+                target_recall,
+                model,
+                plot,
+                client,
+            } => {
+                models::evaluate(
+                    &client,
+                    &job_id,
+                    source,
+                    label_column,
+                    target_recall,
+                    model,
+                    plot,
+                )
+                .await
+            }
+            Command::Export {
+                job_id,
+                format,
+                output,
+                model,
+                client,
+            } => models::export(&client, &job_id, format, &output, model).await,
             Command::Datasets { command, client } => match command {
                 DatasetsCommand::Upload {
                     file,

@@ -291,6 +291,7 @@ fn metrics_json(m: &Option<pb::Metrics>) -> Value {
         "macro": averages_json(&m.r#macro),
         "weighted": averages_json(&m.weighted),
         "roc_auc": m.roc_auc,
+        "average_precision": m.average_precision,
     })
 }
 
@@ -339,4 +340,96 @@ fn job_json(j: &pb::Job) -> Value {
         "device": j.device,
         "last_epoch": j.last_epoch.as_ref().map(epoch_json),
     })
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.4}"))
+}
+
+fn threshold_json(p: &Option<pb::ThresholdPoint>) -> Value {
+    p.as_ref().map_or(Value::Null, |p| {
+        json!({
+            "threshold": p.threshold, "precision": p.precision, "recall": p.recall, "f1": p.f1,
+            "confusion_matrix": p.confusion_matrix.as_ref().map(|c| json!({"labels": c.labels, "counts": c.counts})),
+        })
+    })
+}
+
+/// An Evaluate answer as one JSON object, curves included.
+pub fn evaluation_json(e: &pb::Evaluation) -> Value {
+    let curves: Vec<Value> = e
+        .metrics
+        .as_ref()
+        .map(|m| m.curves.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            json!({
+                "label": c.label,
+                "roc": c.roc.as_ref().map(|r| json!({"fpr": r.fpr, "tpr": r.tpr, "thresholds": r.thresholds})),
+                "pr": c.pr.as_ref().map(|p| json!({"precision": p.precision, "recall": p.recall,
+                    "thresholds": p.thresholds, "average_precision": p.average_precision})),
+            })
+        })
+        .collect();
+    json!({
+        "epoch": e.epoch,
+        "rows": e.rows,
+        "metrics": metrics_json(&e.metrics),
+        "balanced_accuracy": e.balanced_accuracy,
+        "matthews_corrcoef": e.matthews_corrcoef,
+        "log_loss": e.log_loss,
+        "brier_score": e.brier_score,
+        "threshold_report": e.threshold_report.as_ref().map(|t| json!({
+            "positive_label": t.positive_label,
+            "best_f1": threshold_json(&t.best_f1),
+            "target_recall": threshold_json(&t.target_recall),
+        })),
+        "curves": curves,
+    })
+}
+
+/// An Evaluate answer for a person: the headline numbers, the confusion matrix, the
+/// per-class table and the threshold report.
+pub fn print_evaluation(e: &pb::Evaluation) {
+    let Some(m) = &e.metrics else { return };
+    println!(
+        "evaluated {} rows with the model of epoch {}",
+        e.rows, e.epoch
+    );
+    println!(
+        "  accuracy {:.4}  balanced accuracy {}  macro-F1 {:.4}  MCC {}",
+        m.accuracy,
+        opt(e.balanced_accuracy),
+        m.r#macro.map_or(0.0, |a| a.f1),
+        opt(e.matthews_corrcoef)
+    );
+    println!(
+        "  ROC AUC {}  average precision {}  log loss {}  Brier {}  loss {:.4}",
+        opt(m.roc_auc),
+        opt(m.average_precision),
+        opt(e.log_loss),
+        opt(e.brier_score),
+        m.loss
+    );
+    print_confusion("evaluation", m);
+    print_classes(m);
+    if let Some(t) = &e.threshold_report {
+        println!("  thresholds on p({}):", t.positive_label);
+        let line = |name: &str, p: &Option<pb::ThresholdPoint>| {
+            if let Some(p) = p {
+                let c = p
+                    .confusion_matrix
+                    .as_ref()
+                    .map(|c| c.counts.clone())
+                    .unwrap_or_default();
+                println!(
+                    "    {name:<14} threshold {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  [tn fp fn tp] = {:?}",
+                    p.threshold, p.precision, p.recall, p.f1, c
+                );
+            }
+        };
+        line("best F1", &t.best_f1);
+        line("target recall", &t.target_recall);
+    }
 }

@@ -96,6 +96,18 @@ pub struct SpecArgs {
     /// Iterations between progress events (0: about 20 per epoch).
     #[arg(long, default_value_t = 0)]
     pub report_every: u32,
+    /// The metric that picks the job's best-epoch model.
+    #[arg(long, value_enum, default_value_t = SelectionArg::Loss)]
+    pub best_by: SelectionArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SelectionArg {
+    Loss,
+    Accuracy,
+    MacroF1,
+    RocAuc,
+    AveragePrecision,
 }
 
 impl SpecArgs {
@@ -158,6 +170,13 @@ impl SpecArgs {
                 validation_fraction: self.validation_fraction,
                 seed: self.seed,
                 report_every: self.report_every,
+                best_model_metric: match self.best_by {
+                    SelectionArg::Loss => pb::ModelSelectionMetric::Loss,
+                    SelectionArg::Accuracy => pb::ModelSelectionMetric::Accuracy,
+                    SelectionArg::MacroF1 => pb::ModelSelectionMetric::MacroF1,
+                    SelectionArg::RocAuc => pb::ModelSelectionMetric::RocAuc,
+                    SelectionArg::AveragePrecision => pb::ModelSelectionMetric::AveragePrecision,
+                } as i32,
             }),
         }
     }

@@ -183,6 +183,12 @@ pub fn load_csv(
     let targets = keys.iter().map(|k| index[k]).collect();
     Ok(Dataset {
         width,
+        feature_names: headers
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != label_idx)
+            .map(|(_, h)| h.to_string())
+            .collect(),
         features,
         targets,
         labels,

@@ -18,6 +18,8 @@ use crate::domain::{DatasetSpec, SpecError};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     pub width: usize,
+    /// Column names of the features, in column order (`width` of them).
+    pub feature_names: Vec<String>,
     pub features: Vec<f32>,
     /// Class index of each row, into `labels`.
     pub targets: Vec<usize>,

@@ -117,6 +117,7 @@ mod tests {
             .collect();
         Dataset {
             width: 1,
+            feature_names: vec!["x".into()],
             features: (0..targets.len()).map(|i| i as f32).collect(),
             labels: (0..counts.len()).map(|c| c.to_string()).collect(),
             targets,

@@ -73,6 +73,7 @@ pub fn generate(spec: &SyntheticSpec) -> Result<Dataset, SpecError> {
     }
     Ok(Dataset {
         width: d,
+        feature_names: (0..d).map(|i| format!("x{i}")).collect(),
         features,
         targets,
         labels: (0..spec.classes).map(|c| c.to_string()).collect(),

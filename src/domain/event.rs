@@ -65,6 +65,17 @@ pub struct EpochEnd {
     pub train: Metrics,
     pub validation: Option<Metrics>,
     pub seconds: f64,
+    /// The best epoch so far by the spec's `best_model_metric` (this one or an earlier
+    /// one); set by the job as the event is recorded, 0 when no epoch qualifies.
+    #[serde(default)]
+    pub best_epoch: u32,
+}
+
+impl EpochEnd {
+    /// The metrics model selection looks at: validation, else training.
+    pub fn selection_metrics(&self) -> &Metrics {
+        self.validation.as_ref().unwrap_or(&self.train)
+    }
 }
 
 /// What the engine learned while setting up a run: reported once, before the first iteration.
@@ -76,4 +87,21 @@ pub struct RunInfo {
     pub validation_samples: u64,
     pub iterations_per_epoch: u32,
     pub device: String,
+    #[serde(default)]
+    pub features: FeatureInfo,
+}
+
+/// The model's inputs: feature names in column order and the z-scoring applied to them
+/// (statistics of the training split).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct FeatureInfo {
+    pub names: Vec<String>,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl FeatureInfo {
+    pub fn width(&self) -> usize {
+        self.names.len()
+    }
 }

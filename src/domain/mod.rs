@@ -6,8 +6,10 @@ mod event;
 mod spec;
 
 pub use dataset::DatasetInfo;
-pub use event::{EpochEnd, EventKind, IterationProgress, JobEvent, JobStatus, RunInfo};
+pub use event::{
+    EpochEnd, EventKind, FeatureInfo, IterationProgress, JobEvent, JobStatus, RunInfo,
+};
 pub use spec::{
-    Activation, DatasetSpec, JobSpec, MAX_BATCH_SIZE, MAX_EPOCHS, MlpSpec, ModelSpec,
-    OptimizerSpec, SpecError, SyntheticSpec,
+    Activation, DatasetSpec, JobSpec, MAX_BATCH_SIZE, MAX_EPOCHS, MlpSpec, ModelSelection,
+    ModelSpec, ModelVersion, OptimizerSpec, SpecError, SyntheticSpec,
 };

@@ -50,6 +50,55 @@ pub struct JobSpec {
     pub seed: u64,
     /// Iterations between progress reports; 0 = about 20 per epoch.
     pub report_every: u32,
+    /// The metric that picks the best epoch's model.
+    #[serde(default)]
+    pub best_model_metric: ModelSelection,
+}
+
+/// Which of a job's models a request means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ModelVersion {
+    /// The best epoch's, by the spec's `best_model_metric`.
+    #[default]
+    Best,
+    /// The last finished epoch's.
+    Last,
+}
+
+/// How a job's best epoch is chosen: by a metric of the validation split (of the training
+/// split when there is no validation split).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum ModelSelection {
+    /// Lowest loss.
+    #[default]
+    Loss,
+    Accuracy,
+    MacroF1,
+    /// An epoch whose ROC AUC is undefined never wins.
+    RocAuc,
+    /// Macro average precision; an epoch where it is undefined never wins.
+    AveragePrecision,
+}
+
+impl ModelSelection {
+    /// The metric's value as a score where higher is better (loss is negated); `None`
+    /// when it is undefined.
+    pub fn score(self, m: &crate::metrics::Metrics) -> Option<f64> {
+        let v = match self {
+            Self::Loss => Some(-m.loss),
+            Self::Accuracy => Some(m.accuracy),
+            Self::MacroF1 => Some(m.macro_avg.f1),
+            Self::RocAuc => m.roc_auc,
+            Self::AveragePrecision => m.average_precision,
+        };
+        v.filter(|v| !v.is_nan())
+    }
+
+    /// The metric's value as reported (loss not negated).
+    pub fn value(self, m: &crate::metrics::Metrics) -> Option<f64> {
+        self.score(m)
+            .map(|s| if self == Self::Loss { -s } else { s })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -505,6 +554,7 @@ mod tests {
             validation_fraction: 0.2,
             seed: 0,
             report_every: 0,
+            best_model_metric: ModelSelection::Loss,
         };
         assert_eq!(spec(vec![], false).parameter_count(4, 3), 4 * 3 + 3);
         assert_eq!(

@@ -68,12 +68,21 @@ impl MetricsWorker {
             .name("epoch-metrics".into())
             .spawn(move || {
                 for out in work {
-                    let metrics = |s: &Scores| metrics_of(s, &class_weights, &labels);
                     let end = EpochEnd {
                         epoch: out.epoch,
-                        train: metrics(&out.train),
-                        validation: out.validation.as_ref().map(metrics),
+                        // Curves of the training split only when there is no validation split.
+                        train: metrics_of(
+                            &out.train,
+                            &class_weights,
+                            &labels,
+                            out.validation.is_none(),
+                        ),
+                        validation: out
+                            .validation
+                            .as_ref()
+                            .map(|v| metrics_of(v, &class_weights, &labels, true)),
                         seconds: out.seconds,
+                        best_epoch: 0,
                     };
                     if done.send(end).is_err() {
                         return;
@@ -115,9 +124,18 @@ impl MetricsWorker {
     }
 }
 
+/// Most points per curve in an epoch's metrics (first and last always kept).
+pub const EPOCH_CURVE_POINTS: usize = 200;
+
 /// Mean cross-entropy (weighted as PyTorch's `weight=`: sum(w_y * nll) / sum(w_y)), and
-/// every metric derived from the softmax probabilities.
-pub fn metrics_of(scores: &Scores, class_weights: &[f64], labels: &[String]) -> Metrics {
+/// every metric derived from the softmax probabilities; with `curves`, also the ROC and PR
+/// curves (downsampled to [`EPOCH_CURVE_POINTS`]) and the macro average precision.
+pub fn metrics_of(
+    scores: &Scores,
+    class_weights: &[f64],
+    labels: &[String],
+    curves: bool,
+) -> Metrics {
     let k = labels.len();
     let mut probs = Vec::with_capacity(scores.logits.len());
     let (mut loss_sum, mut weight_sum) = (0.0f64, 0.0f64);
@@ -135,7 +153,13 @@ pub fn metrics_of(scores: &Scores, class_weights: &[f64], labels: &[String]) -> 
     } else {
         0.0
     };
-    metrics::evaluate(labels, &scores.targets, &probs, loss)
+    if curves {
+        let mut m = metrics::evaluate_with_curves(labels, &scores.targets, &probs, loss);
+        m.downsample_curves(EPOCH_CURVE_POINTS);
+        m
+    } else {
+        metrics::evaluate(labels, &scores.targets, &probs, loss)
+    }
 }
 
 #[cfg(test)]
@@ -155,13 +179,13 @@ mod tests {
             let want = logits
                 .cross_entropy_loss(&targets, w.as_ref(), Reduction::Mean, -100, 0.0)
                 .double_value(&[]);
-            let got = metrics_of(&scores, &weights, &labels).loss;
+            let got = metrics_of(&scores, &weights, &labels, false).loss;
             assert!(
                 (got - want).abs() < 1e-5 * want.abs().max(1.0),
                 "{got} vs {want}"
             );
         }
-        let m = metrics_of(&scores, &[], &labels);
+        let m = metrics_of(&scores, &[], &labels, false);
         let want_acc = logits
             .argmax(-1, false)
             .eq_tensor(&targets)

@@ -3,6 +3,7 @@
 //! cancel flag is set.
 
 mod epoch_metrics;
+mod inference;
 mod loader;
 mod model;
 mod optim;
@@ -14,12 +15,13 @@ use tch::{Device, Kind, Reduction, Tensor, nn};
 
 use epoch_metrics::{EpochOutputs, MetricsWorker};
 pub use epoch_metrics::{Scores, metrics_of};
+pub use inference::TrainedModel;
 pub use loader::{Batch, BatchLoader, InMemoryLoader};
-pub use model::Mlp;
+pub use model::{Mlp, TorchLayer};
 pub use optim::{AdaDelta, Optimizer};
 
 use crate::data::{Dataset, Normalizer, stratified_split};
-use crate::domain::{EpochEnd, IterationProgress, JobSpec, ModelSpec, RunInfo};
+use crate::domain::{EpochEnd, FeatureInfo, IterationProgress, JobSpec, ModelSpec, RunInfo};
 
 /// Rows per forward pass when evaluating, to bound memory.
 const EVAL_CHUNK: i64 = 8192;
@@ -132,10 +134,15 @@ pub fn train(
             .to_device(device),
         targets: split.validation.iter().map(|&r| data.targets[r]).collect(),
     });
+    let features = FeatureInfo {
+        names: data.feature_names.clone(),
+        mean: norm.mean.clone(),
+        std: norm.std.clone(),
+    };
     train_with_loader(
         spec,
         &data.labels,
-        data.width,
+        &features,
         &mut loader,
         validation.as_ref(),
         device,
@@ -143,6 +150,19 @@ pub fn train(
         cancel,
         resume,
     )
+}
+
+/// The spec's model, freshly initialized from the job's seed, with its variables in `vs`.
+pub fn build_model(vs: &nn::VarStore, spec: &JobSpec, inputs: usize, classes: usize) -> Mlp {
+    match &spec.model {
+        ModelSpec::Mlp(mlp) => Mlp::new(
+            &vs.root(),
+            mlp,
+            inputs as i64,
+            classes as i64,
+            spec.seed.wrapping_add(2),
+        ),
+    }
 }
 
 /// A held-out split, evaluated at each epoch end.
@@ -156,7 +176,7 @@ pub struct EvalSet {
 pub fn train_with_loader(
     spec: &JobSpec,
     labels: &[String],
-    width: usize,
+    features: &FeatureInfo,
     loader: &mut dyn BatchLoader,
     validation: Option<&EvalSet>,
     device: Device,
@@ -165,16 +185,7 @@ pub fn train_with_loader(
     resume: Option<Checkpoint>,
 ) -> Result<(), EngineError> {
     let vs = nn::VarStore::new(device);
-    let classes = labels.len() as i64;
-    let mut model = match &spec.model {
-        ModelSpec::Mlp(mlp) => Mlp::new(
-            &vs.root(),
-            mlp,
-            width as i64,
-            classes,
-            spec.seed.wrapping_add(2),
-        ),
-    };
+    let mut model = build_model(&vs, spec, features.width(), labels.len());
     let mut opt = Optimizer::new(&spec.optimizer, &vs, spec.learning_rate)?;
     let weights = (!spec.class_weights.is_empty()).then(|| {
         Tensor::from_slice(&spec.class_weights)
@@ -197,6 +208,7 @@ pub fn train_with_loader(
         validation_samples: validation.map_or(0, |v| v.targets.len() as u64),
         iterations_per_epoch: ipe as u32,
         device: device_name(device),
+        features: features.clone(),
     });
 
     let (first_epoch, mut skip, mut global_step, mut partial) = match resume {
@@ -353,9 +365,8 @@ fn restore(
     opt: &mut Optimizer,
     c: &Checkpoint,
 ) -> Result<Option<(Tensor, Tensor)>, EngineError> {
-    let vars = vs.variables();
+    load_model_vars(vs, &c.tensors)?;
     let mut opt_state = Vec::new();
-    let mut restored = 0;
     let (mut logits, mut targets) = (None, None);
     for (name, t) in &c.tensors {
         match name.as_str() {
@@ -363,6 +374,21 @@ fn restore(
             "partial.targets" => targets = Some(t.f_to_device(vs.device())?),
             _ => {}
         }
+        if let Some(state) = name.strip_prefix("opt.") {
+            opt_state.push((state.to_string(), t.f_to_device(vs.device())?));
+        }
+    }
+    opt.load_state(&opt_state)?;
+    model.set_dropout_word_pos(c.dropout_word_pos);
+    Ok(logits.zip(targets))
+}
+
+/// Copies a checkpoint's `model.*` tensors into the variables of `vs`; every variable
+/// must be restored.
+fn load_model_vars(vs: &nn::VarStore, tensors: &[(String, Tensor)]) -> Result<(), EngineError> {
+    let vars = vs.variables();
+    let mut restored = 0;
+    for (name, t) in tensors {
         if let Some(var) = name.strip_prefix("model.") {
             let mut dst = vars
                 .get(var)
@@ -374,8 +400,6 @@ fn restore(
                 .shallow_clone();
             tch::no_grad(|| dst.f_copy_(t))?;
             restored += 1;
-        } else if let Some(state) = name.strip_prefix("opt.") {
-            opt_state.push((state.to_string(), t.f_to_device(vs.device())?));
         }
     }
     if restored != vars.len() {
@@ -384,9 +408,7 @@ fn restore(
             vars.len()
         )));
     }
-    opt.load_state(&opt_state)?;
-    model.set_dropout_word_pos(c.dropout_word_pos);
-    Ok(logits.zip(targets))
+    Ok(())
 }
 
 /// Loss and throughput since the last progress report.

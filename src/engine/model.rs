@@ -9,6 +9,10 @@ use tch::{Kind, Tensor};
 
 use crate::domain::{Activation, MlpSpec};
 
+/// PyTorch's `BatchNorm1d` defaults.
+const BN_EPS: f64 = 1e-5;
+const BN_MOMENTUM: f64 = 0.1;
+
 struct Dense {
     weight: Tensor,
     bias: Tensor,
@@ -62,6 +66,8 @@ impl Mlp {
                 let cfg = nn::BatchNormConfig {
                     ws_init: nn::Init::Const(1.0),
                     bs_init: nn::Init::Const(0.0),
+                    eps: BN_EPS,
+                    momentum: BN_MOMENTUM,
                     ..Default::default()
                 };
                 nn::batch_norm1d(&p / "batch_norm", i64::from(w), cfg)
@@ -103,6 +109,90 @@ impl Mlp {
             }
         }
         self.head.forward(&h)
+    }
+}
+
+/// One layer of the equivalent PyTorch `nn.Sequential`, as constructor name and arguments.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "type")]
+pub enum TorchLayer {
+    Linear {
+        in_features: i64,
+        out_features: i64,
+    },
+    BatchNorm1d {
+        num_features: i64,
+        eps: f64,
+        momentum: f64,
+    },
+    ReLU,
+    Tanh,
+    Sigmoid,
+    LeakyReLU {
+        negative_slope: f64,
+    },
+    GELU,
+    Dropout {
+        p: f64,
+    },
+}
+
+impl Mlp {
+    /// The model as a PyTorch `nn.Sequential`: its layers in order and its `state_dict`
+    /// (names like `0.weight`, `1.running_mean`), CPU copies. `steps` becomes the batch
+    /// norms' `num_batches_tracked`.
+    pub fn sequential(&self, steps: i64) -> (Vec<TorchLayer>, Vec<(String, Tensor)>) {
+        let copy = |t: &Tensor| t.detach().to_device(tch::Device::Cpu).copy();
+        let mut layers = Vec::new();
+        let mut state = Vec::new();
+        let mut linear = |layers: &mut Vec<TorchLayer>, d: &Dense| {
+            let idx = layers.len();
+            let size = d.weight.size();
+            state.push((format!("{idx}.weight"), copy(&d.weight)));
+            state.push((format!("{idx}.bias"), copy(&d.bias)));
+            layers.push(TorchLayer::Linear {
+                in_features: size[1],
+                out_features: size[0],
+            });
+        };
+        let mut norms = Vec::new();
+        for layer in &self.hidden {
+            linear(&mut layers, &layer.dense);
+            if let Some(bn) = &layer.norm {
+                norms.push((layers.len(), bn));
+                layers.push(TorchLayer::BatchNorm1d {
+                    num_features: bn.running_mean.size()[0],
+                    eps: BN_EPS,
+                    momentum: BN_MOMENTUM,
+                });
+            }
+            layers.push(match self.activation {
+                Activation::Relu => TorchLayer::ReLU,
+                Activation::Tanh => TorchLayer::Tanh,
+                Activation::Sigmoid => TorchLayer::Sigmoid,
+                Activation::LeakyRelu => TorchLayer::LeakyReLU {
+                    negative_slope: 0.01,
+                },
+                Activation::Gelu => TorchLayer::GELU,
+            });
+            if self.dropout > 0.0 {
+                layers.push(TorchLayer::Dropout { p: self.dropout });
+            }
+        }
+        linear(&mut layers, &self.head);
+        for (idx, bn) in norms {
+            if let Some(w) = &bn.ws {
+                state.push((format!("{idx}.weight"), copy(w)));
+            }
+            if let Some(b) = &bn.bs {
+                state.push((format!("{idx}.bias"), copy(b)));
+            }
+            state.push((format!("{idx}.running_mean"), copy(&bn.running_mean)));
+            state.push((format!("{idx}.running_var"), copy(&bn.running_var)));
+            state.push((format!("{idx}.num_batches_tracked"), Tensor::from(steps)));
+        }
+        state.sort_by(|a, b| a.0.cmp(&b.0));
+        (layers, state)
     }
 }
 

@@ -9,7 +9,8 @@ use tokio::sync::watch;
 use super::persist::{Persist, Persister};
 use crate::data::Dataset;
 use crate::domain::{
-    EpochEnd, EventKind, IterationProgress, JobEvent, JobSpec, JobStatus, RunInfo,
+    EpochEnd, EventKind, FeatureInfo, IterationProgress, JobEvent, JobSpec, JobStatus,
+    ModelSelection, RunInfo,
 };
 use crate::engine::{Checkpoint, Observer};
 use crate::store::StoredJob;
@@ -31,6 +32,9 @@ pub struct JobSnapshot {
     pub train_samples: u64,
     pub validation_samples: u64,
     pub device: String,
+    /// The best epoch by the spec's `best_model_metric` and that metric's value.
+    pub best: Option<(u32, f64)>,
+    pub features: FeatureInfo,
 }
 
 /// Why a job was asked to stop.
@@ -64,6 +68,9 @@ struct Inner {
     info: Option<RunInfo>,
     labels: Vec<String>,
     device: String,
+    selection: ModelSelection,
+    /// The best epoch so far and its selection score (higher is better).
+    best: Option<(u32, f64)>,
     stop_reason: Option<StopReason>,
     /// Held from submit until the job starts; then owned by the training thread. A job
     /// recovered after a restart reads its dataset again when it starts.
@@ -76,8 +83,10 @@ struct Inner {
 }
 
 impl Inner {
-    fn new(labels: Vec<String>, dataset: Option<Dataset>) -> Self {
+    fn new(selection: ModelSelection, labels: Vec<String>, dataset: Option<Dataset>) -> Self {
         Self {
+            selection,
+            best: None,
             status: JobStatus::Queued,
             message: String::new(),
             started: None,
@@ -109,6 +118,11 @@ impl Inner {
             }
             EventKind::Epoch(e) => {
                 self.epochs_completed = e.epoch;
+                if e.best_epoch == e.epoch
+                    && let Some(score) = self.selection.score(e.selection_metrics())
+                {
+                    self.best = Some((e.epoch, score));
+                }
                 self.last_epoch = Some((**e).clone());
             }
             EventKind::Iteration(_) => {}
@@ -124,13 +138,14 @@ impl Job {
         dataset: Dataset,
         persister: Persister,
     ) -> Self {
+        let selection = spec.best_model_metric;
         Self {
             id,
             request_id,
             spec,
             created: SystemTime::now(),
             cancel: AtomicBool::new(false),
-            inner: Mutex::new(Inner::new(dataset.labels.clone(), Some(dataset))),
+            inner: Mutex::new(Inner::new(selection, dataset.labels.clone(), Some(dataset))),
             log_len: watch::channel(0).0,
             persister,
         }
@@ -138,7 +153,7 @@ impl Job {
 
     /// A job read back from the state database, its state rebuilt from its events.
     pub fn restore(stored: StoredJob, persister: Persister) -> Self {
-        let mut inner = Inner::new(Vec::new(), None);
+        let mut inner = Inner::new(stored.spec.best_model_metric, Vec::new(), None);
         if let Some(info) = &stored.info {
             inner.labels = info.labels.clone();
             inner.device = info.device.clone();
@@ -261,6 +276,14 @@ impl Job {
         self.lock().stop_reason
     }
 
+    /// The metrics event of `epoch`, if it is recorded.
+    pub fn epoch_end(&self, epoch: u32) -> Option<EpochEnd> {
+        self.lock().events.iter().rev().find_map(|e| match &e.kind {
+            EventKind::Epoch(end) if end.epoch == epoch => Some((**end).clone()),
+            _ => None,
+        })
+    }
+
     pub fn take_dataset(&self) -> Option<Dataset> {
         self.lock().dataset.take()
     }
@@ -283,6 +306,14 @@ impl Job {
             train_samples: info.map_or(0, |i| i.train_samples),
             validation_samples: info.map_or(0, |i| i.validation_samples),
             device: inner.device.clone(),
+            best: inner.best.map(|(epoch, score)| {
+                let value = match inner.selection {
+                    ModelSelection::Loss => -score,
+                    _ => score,
+                };
+                (epoch, value)
+            }),
+            features: info.map(|i| i.features.clone()).unwrap_or_default(),
         }
     }
 }
@@ -324,7 +355,19 @@ impl Observer for JobObserver<'_> {
             .send(Persist::Checkpoint(self.job.clone(), checkpoint));
     }
 
-    fn epoch_end(&mut self, epoch: EpochEnd) {
+    fn epoch_end(&mut self, mut epoch: EpochEnd) {
+        // Only this thread pushes epoch events, so the best cannot change in between.
+        let (selection, best) = {
+            let inner = self.job.lock();
+            (inner.selection, inner.best)
+        };
+        let score = selection.score(epoch.selection_metrics());
+        epoch.best_epoch = match (best, score) {
+            (Some((_, old)), Some(new)) if new > old => epoch.epoch,
+            (None, Some(_)) => epoch.epoch,
+            (Some((b, _)), _) => b,
+            (None, None) => 0,
+        };
         self.job.push(EventKind::Epoch(Box::new(epoch)));
     }
 }

@@ -6,6 +6,7 @@
 
 mod datasets;
 mod job;
+mod models;
 mod persist;
 
 use std::collections::{HashMap, VecDeque};
@@ -19,6 +20,7 @@ use tch::Device;
 pub use datasets::{DatasetUpload, UploadHeader};
 use job::{Job, JobObserver};
 pub use job::{JobSnapshot, StopReason, Subscription};
+pub use models::{EvalData, ExportFormat, ExportedFile, Predictions};
 use persist::Persister;
 
 use crate::data::{self, DataError};
@@ -62,8 +64,16 @@ pub enum JobError {
     DatasetNotFound(String),
     #[error("dataset '{id}' is used by queued or running job(s) {}; cancel them or wait until they finish", jobs.join(", "))]
     DatasetInUse { id: String, jobs: Vec<String> },
+    #[error("{0}")]
+    NoModel(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<EngineError> for JobError {
+    fn from(e: EngineError) -> Self {
+        Self::Internal(e.to_string())
+    }
 }
 
 impl From<DataError> for JobError {
@@ -102,6 +112,8 @@ struct Shared {
     state: Mutex<State>,
     /// Signalled whenever a job thread ends.
     finished: Condvar,
+    /// Trained models loaded for predictions and exports.
+    models: models::ModelCache,
 }
 
 struct State {
@@ -134,6 +146,7 @@ impl JobManager {
                 accepting: true,
             }),
             finished: Condvar::new(),
+            models: models::ModelCache::default(),
         });
         let mut recovered = Recovered::default();
         let mut interrupted = Vec::new();
@@ -314,6 +327,7 @@ impl JobManager {
         self.shared.store.delete_job(id)?;
         state.jobs.remove(id);
         state.order.retain(|j| j.id != id);
+        self.shared.models.forget(id);
         if let Some(r) = &job.request_id {
             state.by_request.remove(r);
         }

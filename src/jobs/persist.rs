@@ -10,7 +10,7 @@ use super::job::Job;
 use crate::domain::EventKind;
 use crate::domain::{JobEvent, RunInfo};
 use crate::engine::Checkpoint;
-use crate::store::{Store, Write, prune_checkpoints, write_checkpoint};
+use crate::store::{Store, Write, keep_best, prune_checkpoints, write_checkpoint};
 
 /// Writes handled per transaction at most.
 const BATCH: usize = 512;
@@ -86,11 +86,17 @@ fn run(store: &Store, rx: &mpsc::Receiver<Persist>) {
             match p {
                 Persist::Event(job, e) => {
                     job.mark_durable(e.seq);
-                    // Older checkpoints are no longer needed once an epoch is recorded.
-                    if let EventKind::Epoch(end) = &e.kind
-                        && let Err(err) = prune_checkpoints(&store.job_dir(&job.id), end.epoch)
-                    {
-                        tracing::warn!(job = %job.id, error = %err, "old checkpoints not removed");
+                    if let EventKind::Epoch(end) = &e.kind {
+                        let dir = store.job_dir(&job.id);
+                        if end.best_epoch == end.epoch
+                            && let Err(err) = keep_best(&dir, end.epoch)
+                        {
+                            tracing::error!(job = %job.id, epoch = end.epoch, error = %err, "best model not kept");
+                        }
+                        // Older checkpoints are no longer needed once an epoch is recorded.
+                        if let Err(err) = prune_checkpoints(&dir, end.epoch) {
+                            tracing::warn!(job = %job.id, error = %err, "old checkpoints not removed");
+                        }
                     }
                 }
                 Persist::Flush(done) => {

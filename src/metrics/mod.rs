@@ -14,7 +14,11 @@
 //! Class probabilities arrive as a row-major `n x k` `f32` matrix; all
 //! accumulation is done in integers or `f64`.
 
+pub mod curves;
+
 use std::cmp::Ordering;
+
+pub use curves::{Evaluation, evaluate_with_curves, full_report};
 
 /// A `k x k` confusion matrix: `counts[actual * k + predicted]` is the number of
 /// rows whose true class is `actual` and whose predicted class is `predicted`.
@@ -93,6 +97,13 @@ pub struct Metrics {
     /// Binary (`k == 2`): AUC of class 1. Multiclass (`k > 2`): mean of the
     /// defined per-class one-vs-rest AUCs. `None` when undefined.
     pub roc_auc: Option<f64>,
+    /// Mean of the per-class average precisions over the classes where it is defined.
+    #[serde(default)]
+    pub average_precision: Option<f64>,
+    /// One-vs-rest ROC and precision-recall curves per class, in class-index order; empty
+    /// unless computed ([`curves::evaluate_with_curves`]).
+    #[serde(default)]
+    pub curves: Vec<curves::ClassCurves>,
 }
 
 /// Builds the row-major `n_classes x n_classes` confusion counts,
@@ -165,17 +176,22 @@ pub fn argmax_rows(probs: &[f32], k: usize) -> Vec<usize> {
 /// than every number. A length mismatch is a caller bug (`debug_assert!`);
 /// in release only the common prefix is used.
 pub fn roc_auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
+    auc_of_pairs(&mut canonical_pairs(scores, positive))
+}
+
+/// `(canonical score, is_positive)` pairs of paired slices (a length mismatch is a caller
+/// bug, caught by `debug_assert!`; in release only the common prefix is used).
+fn canonical_pairs(scores: &[f64], positive: &[bool]) -> Vec<(f64, bool)> {
     debug_assert_eq!(
         scores.len(),
         positive.len(),
         "scores and positive must have the same length"
     );
-    let mut pairs: Vec<(f64, bool)> = scores
+    scores
         .iter()
         .zip(positive)
         .map(|(&s, &p)| (canonical_score(s), p))
-        .collect();
-    auc_of_pairs(&mut pairs)
+        .collect()
 }
 
 /// Maps `-0.0` to `0.0` and every NaN to the same NaN so that
@@ -365,6 +381,8 @@ pub fn evaluate(labels: &[String], actual: &[usize], probs: &[f32], loss: f64) -
         macro_avg,
         weighted,
         roc_auc,
+        average_precision: None,
+        curves: Vec::new(),
     }
 }
 

@@ -13,6 +13,42 @@ fn path(dir: &Path, epoch: u32) -> PathBuf {
     dir.join(format!("epoch-{epoch:06}.safetensors"))
 }
 
+/// A hard link to the best epoch's checkpoint, kept when older epochs are pruned.
+fn best_path(dir: &Path, epoch: u32) -> PathBuf {
+    dir.join(format!("best-epoch-{epoch:06}.safetensors"))
+}
+
+/// The checkpoint holding the model of `epoch`: its epoch checkpoint, or the kept copy of
+/// the best epoch's. `None` when neither exists.
+pub fn model_checkpoint(dir: &Path, epoch: u32) -> Option<PathBuf> {
+    [path(dir, epoch), best_path(dir, epoch)]
+        .into_iter()
+        .find(|p| p.exists())
+}
+
+/// Keeps the checkpoint of `epoch` as the job's best model (a hard link, or a copy where
+/// links are not supported) and drops the previous best. Called once the epoch's metrics
+/// event is committed; the link is made under a temporary name and renamed into place.
+pub fn keep_best(dir: &Path, epoch: u32) -> Result<(), StoreError> {
+    let src = path(dir, epoch);
+    let dst = best_path(dir, epoch);
+    let tmp = dst.with_extension("safetensors.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    if std::fs::hard_link(&src, &tmp).is_err() {
+        std::fs::copy(&src, &tmp)?;
+    }
+    std::fs::rename(&tmp, &dst)?;
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("best-epoch-") && entry.path() != dst {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
 /// The checkpoint of a job stopped mid-epoch (at a shutdown), read once when it resumes.
 fn resume_path(dir: &Path) -> PathBuf {
     dir.join("resume.safetensors")
@@ -76,6 +112,10 @@ pub fn prune_checkpoints(dir: &Path, recorded: u32) -> Result<(), StoreError> {
 
 pub fn read_checkpoint(dir: &Path, epoch: u32) -> Result<Checkpoint, StoreError> {
     read(&path(dir, epoch))
+}
+
+pub fn read_checkpoint_file(p: &Path) -> Result<Checkpoint, StoreError> {
+    read(p)
 }
 
 /// Takes the mid-epoch checkpoint, if there is one: it is removed once read, so it is

@@ -12,7 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use checkpoint::{
-    prune_checkpoints, read_checkpoint, take_resume_checkpoint, write_checkpoint,
+    keep_best, model_checkpoint, prune_checkpoints, read_checkpoint, read_checkpoint_file,
+    take_resume_checkpoint, write_checkpoint,
 };
 
 use crate::data::UploadedDatasets;

@@ -5,10 +5,12 @@ use std::time::SystemTime;
 use super::pb;
 use crate::domain::{
     Activation, DatasetInfo, DatasetSpec, EpochEnd, EventKind, IterationProgress, JobEvent,
-    JobSpec, JobStatus, MlpSpec, ModelSpec, OptimizerSpec, SpecError, SyntheticSpec,
+    JobSpec, JobStatus, MlpSpec, ModelSelection, ModelSpec, ModelVersion, OptimizerSpec, SpecError,
+    SyntheticSpec,
 };
-use crate::jobs::{JobQuery, JobSnapshot};
-use crate::metrics::{Averages, ClassMetrics, ConfusionMatrix, Metrics};
+use crate::jobs::{EvalData, ExportFormat, JobQuery, JobSnapshot, Predictions};
+use crate::metrics::curves::{ClassCurves, ThresholdPoint};
+use crate::metrics::{Averages, ClassMetrics, ConfusionMatrix, Evaluation, Metrics};
 
 const DEFAULT_VALIDATION_FRACTION: f64 = 0.2;
 const DEFAULT_SEPARATION: f64 = 3.0;
@@ -33,16 +35,86 @@ pub fn job_spec(spec: Option<pb::JobSpec>) -> Result<JobSpec, SpecError> {
         validation_fraction: s.validation_fraction.unwrap_or(DEFAULT_VALIDATION_FRACTION),
         seed: s.seed,
         report_every: s.report_every,
+        best_model_metric: model_selection(s.best_model_metric)?,
     })
+}
+
+fn csv_dataset(c: pb::CsvDataset) -> DatasetSpec {
+    DatasetSpec::Csv {
+        path: c.path,
+        label_column: (!c.label_column.is_empty()).then_some(c.label_column),
+    }
+}
+
+pub fn model_version(v: i32) -> Result<ModelVersion, SpecError> {
+    match pb::ModelVersion::try_from(v) {
+        Ok(pb::ModelVersion::Unspecified | pb::ModelVersion::Best) => Ok(ModelVersion::Best),
+        Ok(pb::ModelVersion::Last) => Ok(ModelVersion::Last),
+        Err(_) => Err(SpecError::new(
+            "model",
+            format!("{v} is not a ModelVersion; use MODEL_VERSION_BEST or MODEL_VERSION_LAST"),
+        )),
+    }
+}
+
+pub fn export_format(v: i32) -> Result<ExportFormat, SpecError> {
+    match pb::ExportFormat::try_from(v) {
+        Ok(pb::ExportFormat::Torchscript) => Ok(ExportFormat::TorchScript),
+        Ok(pb::ExportFormat::Safetensors) => Ok(ExportFormat::Safetensors),
+        _ => Err(SpecError::new(
+            "format",
+            "is required; use EXPORT_FORMAT_TORCHSCRIPT or EXPORT_FORMAT_SAFETENSORS",
+        )),
+    }
+}
+
+pub fn eval_data(d: Option<pb::evaluate_request::Data>) -> Result<EvalData, SpecError> {
+    use pb::evaluate_request::Data;
+    match d {
+        Some(Data::DatasetId(id)) => Ok(EvalData::Dataset(DatasetSpec::Uploaded { id })),
+        Some(Data::Csv(c)) => Ok(EvalData::Dataset(csv_dataset(c))),
+        Some(Data::Rows(r)) => Ok(EvalData::Rows(
+            r.rows.into_iter().map(|r| (r.values, r.label)).collect(),
+        )),
+        None => Err(SpecError::new(
+            "data",
+            "is required: give dataset_id, csv or rows with labels",
+        )),
+    }
+}
+
+fn model_selection(v: i32) -> Result<ModelSelection, SpecError> {
+    use pb::ModelSelectionMetric as M;
+    match M::try_from(v) {
+        Ok(M::Unspecified | M::Loss) => Ok(ModelSelection::Loss),
+        Ok(M::Accuracy) => Ok(ModelSelection::Accuracy),
+        Ok(M::MacroF1) => Ok(ModelSelection::MacroF1),
+        Ok(M::RocAuc) => Ok(ModelSelection::RocAuc),
+        Ok(M::AveragePrecision) => Ok(ModelSelection::AveragePrecision),
+        Err(_) => Err(SpecError::new(
+            "spec.best_model_metric",
+            format!(
+                "{v} is not a ModelSelectionMetric; use LOSS, ACCURACY, MACRO_F1, ROC_AUC or AVERAGE_PRECISION"
+            ),
+        )),
+    }
+}
+
+fn model_selection_to_pb(m: ModelSelection) -> pb::ModelSelectionMetric {
+    use pb::ModelSelectionMetric as M;
+    match m {
+        ModelSelection::Loss => M::Loss,
+        ModelSelection::Accuracy => M::Accuracy,
+        ModelSelection::MacroF1 => M::MacroF1,
+        ModelSelection::RocAuc => M::RocAuc,
+        ModelSelection::AveragePrecision => M::AveragePrecision,
+    }
 }
 
 fn dataset(d: Option<pb::Dataset>) -> Result<DatasetSpec, SpecError> {
     use pb::dataset::Source;
     match d.and_then(|d| d.source) {
-        Some(Source::Csv(c)) => Ok(DatasetSpec::Csv {
-            path: c.path,
-            label_column: (!c.label_column.is_empty()).then_some(c.label_column),
-        }),
+        Some(Source::Csv(c)) => Ok(csv_dataset(c)),
         Some(Source::Synthetic(s)) => Ok(DatasetSpec::Synthetic(SyntheticSpec {
             samples: u64::from(s.samples),
             features: s.features,
@@ -221,6 +293,7 @@ pub fn spec_to_pb(s: &JobSpec) -> pb::JobSpec {
         validation_fraction: Some(s.validation_fraction),
         seed: s.seed,
         report_every: s.report_every,
+        best_model_metric: model_selection_to_pb(s.best_model_metric) as i32,
     }
 }
 
@@ -306,6 +379,9 @@ pub fn job(j: &JobSnapshot) -> pb::Job {
         train_samples: j.train_samples,
         validation_samples: j.validation_samples,
         device: j.device.clone(),
+        best_epoch: j.best.map_or(0, |(e, _)| e),
+        best_metric_value: j.best.map(|(_, v)| v),
+        feature_names: j.features.names.clone(),
     }
 }
 
@@ -345,6 +421,7 @@ fn epoch_end(e: &EpochEnd) -> pb::EpochEnd {
         train: Some(metrics(&e.train)),
         validation: e.validation.as_ref().map(metrics),
         seconds: e.seconds,
+        best_epoch: e.best_epoch,
     }
 }
 
@@ -383,6 +460,77 @@ fn metrics(m: &Metrics) -> pb::Metrics {
         r#macro: Some(averages(&m.macro_avg)),
         weighted: Some(averages(&m.weighted)),
         roc_auc: m.roc_auc,
+        curves: m.curves.iter().map(class_curves).collect(),
+        average_precision: m.average_precision,
+    }
+}
+
+fn class_curves(c: &ClassCurves) -> pb::ClassCurves {
+    pb::ClassCurves {
+        label: c.label.clone(),
+        roc: c.roc.as_ref().map(|r| pb::RocCurve {
+            fpr: r.fpr.clone(),
+            tpr: r.tpr.clone(),
+            thresholds: r.thresholds.clone(),
+        }),
+        pr: c.pr.as_ref().map(|p| pb::PrCurve {
+            precision: p.precision.clone(),
+            recall: p.recall.clone(),
+            thresholds: p.thresholds.clone(),
+            average_precision: p.average_precision,
+        }),
+    }
+}
+
+fn threshold_point(p: &ThresholdPoint, labels: &[String]) -> pb::ThresholdPoint {
+    pb::ThresholdPoint {
+        threshold: p.threshold,
+        precision: p.precision,
+        recall: p.recall,
+        f1: p.f1,
+        confusion_matrix: Some(pb::ConfusionMatrix {
+            labels: labels.to_vec(),
+            counts: p.confusion.to_vec(),
+        }),
+    }
+}
+
+pub fn evaluation(e: &Evaluation, epoch: u32) -> pb::Evaluation {
+    let labels = &e.metrics.confusion_matrix.labels;
+    pb::Evaluation {
+        metrics: Some(metrics(&e.metrics)),
+        balanced_accuracy: e.balanced_accuracy,
+        matthews_corrcoef: e.mcc,
+        log_loss: e.log_loss,
+        brier_score: e.brier,
+        threshold_report: e.threshold_report.as_ref().map(|t| pb::ThresholdReport {
+            positive_label: labels.get(1).cloned().unwrap_or_default(),
+            best_f1: t.best_f1.as_ref().map(|p| threshold_point(p, labels)),
+            target_recall: t
+                .at_target_recall
+                .as_ref()
+                .map(|p| threshold_point(p, labels)),
+        }),
+        epoch,
+        rows: e.metrics.confusion_matrix.counts.iter().sum(),
+    }
+}
+
+pub fn predictions(p: &Predictions) -> pb::PredictResponse {
+    let k = p.labels.len().max(1);
+    pb::PredictResponse {
+        predictions: p
+            .probabilities
+            .chunks_exact(k)
+            .zip(&p.classes)
+            .map(|(probs, &c)| pb::Prediction {
+                label: p.labels[c].clone(),
+                class_index: c as u32,
+                probabilities: probs.to_vec(),
+            })
+            .collect(),
+        labels: p.labels.clone(),
+        epoch: p.epoch,
     }
 }
 

@@ -15,7 +15,9 @@ pub fn from_job_error(e: JobError) -> Status {
         JobError::RequestIdReused(_) => Code::AlreadyExists,
         JobError::Internal(_) => Code::Internal,
         JobError::DatasetNotFound(_) => Code::NotFound,
-        JobError::DatasetInUse { .. } | JobError::NotFinished(_) => Code::FailedPrecondition,
+        JobError::DatasetInUse { .. } | JobError::NotFinished(_) | JobError::NoModel(_) => {
+            Code::FailedPrecondition
+        }
         JobError::Upload(u) => match u {
             UploadError::Malformed(_) | UploadError::ChecksumMismatch { .. } => {
                 Code::InvalidArgument

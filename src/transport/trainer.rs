@@ -10,14 +10,17 @@ use tonic::{Request, Response, Status};
 
 use super::pb::trainer_server::{Trainer, TrainerServer};
 use super::{convert, pb, status};
-use crate::jobs::{JobManager, JobSnapshot, Subscription};
+use crate::jobs::{JobError, JobManager, JobSnapshot, Subscription};
 
 /// Events buffered per watcher before the watcher's task waits for its client. The log
 /// itself is unbounded, so a slow client only ever delays itself.
 const WATCH_BUFFER: usize = 256;
 
+/// Largest request accepted (a Predict or Evaluate with many rows), in bytes.
+const MAX_REQUEST_BYTES: usize = 64 << 20;
+
 pub fn service(jobs: JobManager) -> TrainerServer<TrainerService> {
-    TrainerServer::new(TrainerService { jobs })
+    TrainerServer::new(TrainerService { jobs }).max_decoding_message_size(MAX_REQUEST_BYTES)
 }
 
 pub struct TrainerService {
@@ -32,12 +35,24 @@ impl TrainerService {
         let request_id = (!req.request_id.is_empty()).then_some(req.request_id);
         let jobs = self.jobs.clone();
         // Reading a CSV and writing the job record are blocking work.
-        tokio::task::spawn_blocking(move || jobs.submit(spec, request_id))
-            .await
-            .map_err(|e| Status::internal(format!("submit task failed: {e}")))?
-            .map_err(status::from_job_error)
+        blocking(move || jobs.submit(spec, request_id)).await
     }
 }
+
+/// Runs blocking work (files, libtorch) off the async runtime and maps its error.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, JobError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Status::internal(format!("request task failed: {e}")))?
+        .map_err(status::from_job_error)
+}
+
+/// Bytes per ExportChunk data message.
+const EXPORT_CHUNK: usize = 1 << 20;
+
+type ExportStream = Pin<Box<dyn Stream<Item = Result<pb::ExportChunk, Status>> + Send>>;
 
 /// Streams a subscription to the client; stops when the log ends or the client goes away.
 fn stream(mut sub: Subscription) -> EventStream {
@@ -123,10 +138,7 @@ impl Trainer for TrainerService {
     ) -> Result<Response<pb::DeleteJobResponse>, Status> {
         let jobs = self.jobs.clone();
         let id = req.into_inner().job_id;
-        tokio::task::spawn_blocking(move || jobs.delete(&id))
-            .await
-            .map_err(|e| Status::internal(format!("delete task failed: {e}")))?
-            .map_err(status::from_job_error)?;
+        blocking(move || jobs.delete(&id)).await?;
         Ok(Response::new(pb::DeleteJobResponse {}))
     }
 
@@ -139,5 +151,59 @@ impl Trainer for TrainerService {
             .cancel(&req.into_inner().job_id)
             .map_err(status::from_job_error)?;
         Ok(Response::new(convert::job(&job)))
+    }
+
+    async fn predict(
+        &self,
+        req: Request<pb::PredictRequest>,
+    ) -> Result<Response<pb::PredictResponse>, Status> {
+        let req = req.into_inner();
+        let version = convert::model_version(req.model).map_err(status::from_spec_error)?;
+        let rows: Vec<Vec<f32>> = req.rows.into_iter().map(|r| r.values).collect();
+        let jobs = self.jobs.clone();
+        let p = blocking(move || jobs.predict(&req.job_id, version, &rows)).await?;
+        Ok(Response::new(convert::predictions(&p)))
+    }
+
+    async fn evaluate(
+        &self,
+        req: Request<pb::EvaluateRequest>,
+    ) -> Result<Response<pb::Evaluation>, Status> {
+        let req = req.into_inner();
+        let version = convert::model_version(req.model).map_err(status::from_spec_error)?;
+        let data = convert::eval_data(req.data).map_err(status::from_spec_error)?;
+        let jobs = self.jobs.clone();
+        let (epoch, e) =
+            blocking(move || jobs.evaluate(&req.job_id, version, data, req.target_recall)).await?;
+        Ok(Response::new(convert::evaluation(&e, epoch)))
+    }
+
+    type ExportModelStream = ExportStream;
+
+    async fn export_model(
+        &self,
+        req: Request<pb::ExportModelRequest>,
+    ) -> Result<Response<ExportStream>, Status> {
+        let req = req.into_inner();
+        let version = convert::model_version(req.model).map_err(status::from_spec_error)?;
+        let format = convert::export_format(req.format).map_err(status::from_spec_error)?;
+        let jobs = self.jobs.clone();
+        let files = blocking(move || jobs.export(&req.job_id, version, format)).await?;
+        let mut chunks = Vec::new();
+        for f in files {
+            chunks.push(Ok(pb::ExportChunk {
+                part: Some(pb::export_chunk::Part::File(pb::ExportedFile {
+                    name: f.name.clone(),
+                    size: f.bytes.len() as u64,
+                    sha256: f.sha256(),
+                })),
+            }));
+            for c in f.bytes.chunks(EXPORT_CHUNK) {
+                chunks.push(Ok(pb::ExportChunk {
+                    part: Some(pb::export_chunk::Part::Data(c.to_vec())),
+                }));
+            }
+        }
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 }

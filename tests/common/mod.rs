@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod rng;
 
 use std::path::Path;
 
@@ -86,6 +87,7 @@ pub fn spec(samples: u32, classes: u32, epochs: u32) -> pb::JobSpec {
         validation_fraction: None,
         seed: 11,
         report_every: 0,
+        best_model_metric: 0,
     }
 }
 
@@ -188,6 +190,39 @@ pub fn epochs(events: &[pb::JobEvent]) -> Vec<pb::EpochEnd> {
             _ => None,
         })
         .collect()
+}
+
+/// The Python of `.venv` (PyTorch, scikit-learn): `GRADSTREAM_PYTHON`, else the
+/// repository's `.venv/bin/python`, which `make test` creates.
+pub fn python() -> std::path::PathBuf {
+    std::env::var_os("GRADSTREAM_PYTHON")
+        .map(Into::into)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
+}
+
+/// Runs a reference script from `tests/reference` with `args`; panics with its output if
+/// it fails.
+pub fn run_reference(script: &str, args: &[&Path]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/reference")
+        .join(script);
+    let out = std::process::Command::new(python())
+        .arg(&script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}); run `make test` to create .venv",
+                python().display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "{} failed: {}\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Seqs are 1, 2, 3… with no gaps or repeats.

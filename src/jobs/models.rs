@@ -1,0 +1,416 @@
+//! Using a job's trained models: predictions, evaluation on new data, export. The model of
+//! an epoch is read from that epoch's checkpoint (the best epoch's is kept when older
+//! checkpoints are pruned) and cached, so repeated calls do not reload it.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+use tch::Device;
+
+use super::job::{Job, JobSnapshot};
+use super::{JobError, JobManager};
+use crate::data::{self, DataError, Dataset};
+use crate::domain::{DatasetSpec, ModelVersion, SpecError};
+use crate::engine::TrainedModel;
+use crate::metrics::{self, Evaluation};
+use crate::store::{model_checkpoint, read_checkpoint_file};
+
+/// Models kept loaded, most recently used last.
+const CACHED_MODELS: usize = 4;
+
+/// Class probabilities for a batch of rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Predictions {
+    pub labels: Vec<String>,
+    /// The epoch whose model answered.
+    pub epoch: u32,
+    /// Row-major `n x k`.
+    pub probabilities: Vec<f32>,
+    /// The most probable class of each row (ties go to the lower index).
+    pub classes: Vec<usize>,
+}
+
+/// Labelled data to evaluate on.
+#[derive(Debug, Clone)]
+pub enum EvalData {
+    /// An uploaded dataset or a CSV file in the data directory.
+    Dataset(DatasetSpec),
+    /// Rows sent with the request: raw feature values and a label.
+    Rows(Vec<(Vec<f32>, String)>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    TorchScript,
+    Safetensors,
+}
+
+/// One exported file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportedFile {
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+impl ExportedFile {
+    pub fn sha256(&self) -> String {
+        format!("{:x}", Sha256::digest(&self.bytes))
+    }
+}
+
+type Loaded = Arc<Mutex<TrainedModel>>;
+/// Job, epoch, and whether the model is on the CPU.
+type CacheKey = (String, u32, bool);
+
+#[derive(Default)]
+pub(super) struct ModelCache {
+    entries: Mutex<VecDeque<(CacheKey, Loaded)>>,
+}
+
+impl JobManager {
+    /// Class probabilities of raw feature rows.
+    pub fn predict(
+        &self,
+        job_id: &str,
+        version: ModelVersion,
+        rows: &[Vec<f32>],
+    ) -> Result<Predictions, JobError> {
+        let (snap, epoch, model) = self.trained(job_id, version, self.shared.config.device)?;
+        let flat = flatten_rows(rows.iter().map(Vec::as_slice), &snap, "rows")?;
+        let probabilities = lock(&model).probabilities(&flat)?;
+        let k = snap.labels.len();
+        Ok(Predictions {
+            labels: snap.labels,
+            epoch,
+            classes: metrics::argmax_rows(&probabilities, k),
+            probabilities,
+        })
+    }
+
+    /// Every metric and curve of the model on labelled data.
+    pub fn evaluate(
+        &self,
+        job_id: &str,
+        version: ModelVersion,
+        data: EvalData,
+        target_recall: Option<f64>,
+    ) -> Result<(u32, Evaluation), JobError> {
+        let snap = self.shared.find(job_id)?.snapshot();
+        if let Some(r) = target_recall {
+            if !(r > 0.0 && r <= 1.0) {
+                return Err(SpecError::new(
+                    "target_recall",
+                    format!("{r} is not a recall; give a value in (0, 1], e.g. 0.9"),
+                )
+                .into());
+            }
+            if snap.labels.len() != 2 {
+                return Err(SpecError::new(
+                    "target_recall",
+                    format!(
+                        "applies to binary problems only; this job has {} classes",
+                        snap.labels.len()
+                    ),
+                )
+                .into());
+            }
+        }
+        let (flat, actual) = match data {
+            EvalData::Rows(rows) => {
+                if rows.is_empty() {
+                    return Err(
+                        SpecError::new("rows", "is empty; send at least one labelled row").into(),
+                    );
+                }
+                let flat =
+                    flatten_rows(rows.iter().map(|(v, _)| v.as_slice()), &snap, "rows.rows")?;
+                let actual = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, label))| {
+                        class_of(&snap.labels, label, &format!("rows.rows[{i}].label"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                (flat, actual)
+            }
+            EvalData::Dataset(spec) => {
+                let ds = data::load(&spec, &self.shared.config.data_dir, &*self.shared.store)
+                    .map_err(eval_data_error)?;
+                dataset_rows(&ds, &snap)?
+            }
+        };
+        let (_, epoch, model) = self.trained(job_id, version, self.shared.config.device)?;
+        let probs = lock(&model).probabilities(&flat)?;
+        let loss = weighted_nll(&probs, &actual, &snap.spec.class_weights);
+        Ok((
+            epoch,
+            metrics::full_report(&snap.labels, &actual, &probs, loss, target_recall),
+        ))
+    }
+
+    /// The model as files PyTorch loads.
+    pub fn export(
+        &self,
+        job_id: &str,
+        version: ModelVersion,
+        format: ExportFormat,
+    ) -> Result<Vec<ExportedFile>, JobError> {
+        let (snap, epoch, model) = self.trained(job_id, version, Device::Cpu)?;
+        let tmp = tempfile_in(&self.shared.store.job_dir(job_id))?;
+        let mut model = lock(&model);
+        match format {
+            ExportFormat::TorchScript => {
+                let path = tmp.path().join("model.pt");
+                model.torchscript(&path)?;
+                Ok(vec![ExportedFile {
+                    name: "model.pt".into(),
+                    bytes: std::fs::read(&path).map_err(internal)?,
+                }])
+            }
+            ExportFormat::Safetensors => {
+                let (layers, state) = model.sequential();
+                let path = tmp.path().join("model.safetensors");
+                let named: Vec<(&str, &tch::Tensor)> =
+                    state.iter().map(|(n, t)| (n.as_str(), t)).collect();
+                tch::Tensor::write_safetensors(&named, &path).map_err(internal)?;
+                let job = self.shared.find(job_id)?;
+                let card = model_card(&snap, &job, epoch, version, &layers);
+                Ok(vec![
+                    ExportedFile {
+                        name: "model.safetensors".into(),
+                        bytes: std::fs::read(&path).map_err(internal)?,
+                    },
+                    ExportedFile {
+                        name: "model_card.json".into(),
+                        bytes: serde_json::to_vec_pretty(&card).map_err(internal)?,
+                    },
+                ])
+            }
+        }
+    }
+
+    /// The job, the epoch of the asked-for model, and that model loaded on `device`.
+    fn trained(
+        &self,
+        job_id: &str,
+        version: ModelVersion,
+        device: Device,
+    ) -> Result<(JobSnapshot, u32, Loaded), JobError> {
+        let snap = self.shared.find(job_id)?.snapshot();
+        let epoch = match version {
+            ModelVersion::Last => snap.epochs_completed,
+            ModelVersion::Best => snap.best.map_or(0, |(e, _)| e),
+        };
+        if snap.epochs_completed == 0 {
+            return Err(JobError::NoModel(format!(
+                "job '{job_id}' has no trained model yet: no epoch has finished (status {}); wait for its first epoch",
+                snap.status.as_str()
+            )));
+        }
+        if epoch == 0 {
+            return Err(JobError::NoModel(format!(
+                "job '{job_id}' has no best model: its best_model_metric is undefined in every epoch so far; ask for the LAST model"
+            )));
+        }
+        let key = (job_id.to_string(), epoch, device == Device::Cpu);
+        let cache = &self.shared.models;
+        if let Some(m) = cache.get(&key) {
+            return Ok((snap, epoch, m));
+        }
+        let dir = self.shared.store.job_dir(job_id);
+        let path = model_checkpoint(&dir, epoch).ok_or_else(|| {
+            JobError::Internal(format!(
+                "the checkpoint of epoch {epoch} of job '{job_id}' is missing from {}",
+                dir.display()
+            ))
+        })?;
+        let c = read_checkpoint_file(&path)?;
+        let model = TrainedModel::load(&snap.spec, &snap.features, snap.labels.len(), &c, device)?;
+        let model = Arc::new(Mutex::new(model));
+        cache.put(key, model.clone());
+        Ok((snap, epoch, model))
+    }
+}
+
+impl ModelCache {
+    fn get(&self, key: &CacheKey) -> Option<Loaded> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let i = entries.iter().position(|(k, _)| k == key)?;
+        let entry = entries.remove(i)?;
+        let model = entry.1.clone();
+        entries.push_back(entry);
+        Some(model)
+    }
+
+    fn put(&self, key: CacheKey, model: Loaded) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|(k, _)| *k != key);
+        entries.push_back((key, model));
+        while entries.len() > CACHED_MODELS {
+            entries.pop_front();
+        }
+    }
+
+    /// Drops a deleted job's models.
+    pub(super) fn forget(&self, job_id: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|(k, _)| k.0 != job_id);
+    }
+}
+
+fn lock(m: &Loaded) -> std::sync::MutexGuard<'_, TrainedModel> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn internal(e: impl std::fmt::Display) -> JobError {
+    JobError::Internal(e.to_string())
+}
+
+fn tempfile_in(dir: &Path) -> Result<tempfile::TempDir, JobError> {
+    std::fs::create_dir_all(dir).map_err(internal)?;
+    tempfile::Builder::new()
+        .prefix(".export-")
+        .tempdir_in(dir)
+        .map_err(internal)
+}
+
+/// Checks every row has one finite value per feature and lays them out row-major.
+fn flatten_rows<'a>(
+    rows: impl ExactSizeIterator<Item = &'a [f32]>,
+    snap: &JobSnapshot,
+    field: &str,
+) -> Result<Vec<f32>, JobError> {
+    let d = snap.features.width();
+    if rows.len() == 0 {
+        return Err(SpecError::new(field, "is empty; send at least one row").into());
+    }
+    let mut flat = Vec::with_capacity(rows.len() * d);
+    for (i, row) in rows.enumerate() {
+        if row.len() != d {
+            return Err(SpecError::new(
+                format!("{field}[{i}]"),
+                format!(
+                    "has {} values but the model takes {d} features ({}); send one value per feature, in that order",
+                    row.len(),
+                    snap.features.names.join(", ")
+                ),
+            )
+            .into());
+        }
+        if let Some(j) = row.iter().position(|v| !v.is_finite()) {
+            return Err(SpecError::new(
+                format!("{field}[{i}].values[{j}]"),
+                format!(
+                    "feature '{}' is {}; every value must be a finite number",
+                    snap.features.names[j], row[j]
+                ),
+            )
+            .into());
+        }
+        flat.extend_from_slice(row);
+    }
+    Ok(flat)
+}
+
+fn class_of(labels: &[String], label: &str, field: &str) -> Result<usize, JobError> {
+    labels.iter().position(|l| l == label).ok_or_else(|| {
+        SpecError::new(
+            field,
+            format!(
+                "'{label}' is not one of the job's labels ({}); use one of those",
+                labels.join(", ")
+            ),
+        )
+        .into()
+    })
+}
+
+/// A dataset's rows with its labels mapped onto the job's classes; its feature columns
+/// must be the model's, by name and order.
+fn dataset_rows(ds: &Dataset, snap: &JobSnapshot) -> Result<(Vec<f32>, Vec<usize>), JobError> {
+    let names = &snap.features.names;
+    if ds.width != names.len() || ds.feature_names != *names {
+        return Err(SpecError::new(
+            "data",
+            format!(
+                "the data's feature columns ({}) are not the model's ({}); give the same columns, in the same order",
+                ds.feature_names.join(", "),
+                names.join(", ")
+            ),
+        )
+        .into());
+    }
+    let map = ds
+        .labels
+        .iter()
+        .map(|l| class_of(&snap.labels, l, "data"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((
+        ds.features.clone(),
+        ds.targets.iter().map(|&t| map[t]).collect(),
+    ))
+}
+
+/// Errors reading evaluation data, named after the request's fields.
+fn eval_data_error(e: DataError) -> JobError {
+    match e {
+        DataError::Spec(s) => SpecError::new(
+            s.field
+                .strip_prefix("spec.dataset.")
+                .unwrap_or(&s.field)
+                .to_string(),
+            s.message,
+        )
+        .into(),
+        malformed => SpecError::new("data", malformed.to_string()).into(),
+    }
+}
+
+/// Mean of `-ln p(true class)`, weighted by the job's class weights as in training.
+fn weighted_nll(probs: &[f32], actual: &[usize], class_weights: &[f64]) -> f64 {
+    let k = probs.len() / actual.len().max(1);
+    let (mut sum, mut weights) = (0.0, 0.0);
+    for (row, &y) in probs.chunks_exact(k.max(1)).zip(actual) {
+        let w = class_weights.get(y).copied().unwrap_or(1.0);
+        sum -= w * f64::from(row[y]).ln();
+        weights += w;
+    }
+    if weights > 0.0 { sum / weights } else { 0.0 }
+}
+
+/// What a user of the exported weights needs to rebuild and trust the model.
+fn model_card(
+    snap: &JobSnapshot,
+    job: &Arc<Job>,
+    epoch: u32,
+    version: ModelVersion,
+    layers: &[crate::engine::TorchLayer],
+) -> serde_json::Value {
+    let metrics = job.epoch_end(epoch);
+    serde_json::json!({
+        "format": "gradstream.model_card.v1",
+        "job_id": snap.id,
+        "name": snap.spec.name,
+        "model_version": match version { ModelVersion::Best => "best", ModelVersion::Last => "last" },
+        "epoch": epoch,
+        "best_model_metric": format!("{:?}", snap.spec.best_model_metric),
+        "architecture": {
+            "framework": "torch.nn.Sequential",
+            "layers": layers,
+            "input_features": snap.features.width(),
+            "classes": snap.labels.len(),
+            "output": "logits; softmax over the last dimension gives the class probabilities",
+        },
+        "normalization": {
+            "rule": "x_normalized = (x - mean) / std, per feature, before the first layer",
+            "mean": snap.features.mean,
+            "std": snap.features.std,
+        },
+        "features": snap.features.names,
+        "labels": snap.labels,
+        "training": snap.spec,
+        "metrics": metrics,
+    })
+}
