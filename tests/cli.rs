@@ -290,3 +290,163 @@ fn serve_refuses_a_missing_cuda_device_or_a_busy_port_clearly() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("no CUDA device is available"));
     }
 }
+
+#[test]
+fn model_commands_predict_evaluate_plot_and_export() {
+    let server = Server::start();
+    let data = server._dirs.0.path();
+    let mut csv = String::from("x1,x2,label\n");
+    for i in 0..200 {
+        let y = i % 2;
+        csv.push_str(&format!(
+            "{},{},{}\n",
+            (i % 7) as f64 / 7.0 + y as f64,
+            (i % 5) as f64 - y as f64,
+            ["no", "yes"][y]
+        ));
+    }
+    std::fs::write(data.join("train.csv"), &csv).unwrap();
+    let out = server.cli(&[
+        "train",
+        "--json",
+        "--csv",
+        "train.csv",
+        "--epochs",
+        "3",
+        "--hidden",
+        "8",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let job_id = json_lines(&out)[0]["job_id"].as_str().unwrap().to_string();
+    let local = data.join("train.csv");
+    let local = local.to_str().unwrap();
+
+    // predict: CSV out, one line per row plus a header; the label column is ignored.
+    let out = server.cli(&["predict", "--job", &job_id, local]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "row,label,class_index,p_no,p_yes");
+    assert_eq!(lines.len(), 201);
+    let fields: Vec<&str> = lines[1].split(',').collect();
+    let (p0, p1): (f64, f64) = (fields[3].parse().unwrap(), fields[4].parse().unwrap());
+    assert!((p0 + p1 - 1.0).abs() < 1e-5, "{}", lines[1]);
+    let json = json_lines(&server.cli(&["predict", "--json", "--job", &job_id, local]));
+    assert_eq!(json.len(), 200);
+    assert_eq!(json[0]["probabilities"].as_array().unwrap().len(), 2);
+    // A bad value is named by file, line and column.
+    let bad = data.join("bad.csv");
+    std::fs::write(&bad, "x1,x2\n1,2\n3,oops\n").unwrap();
+    let out = server.cli(&["predict", "--job", &job_id, bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.csv:3:2: 'oops' in column 'x2' is not a number"),
+        "{err}"
+    );
+
+    // evaluate a local file, with a target recall and plots.
+    let plots = data.join("plots");
+    let out = server.cli(&[
+        "evaluate",
+        "--job",
+        &job_id,
+        "--file",
+        local,
+        "--target-recall",
+        "0.8",
+        "--plot",
+        plots.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    for want in [
+        "evaluated 200 rows",
+        "evaluation confusion matrix",
+        "balanced accuracy",
+        "best F1",
+        "target recall",
+        "roc.svg",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    for name in ["roc.svg", "pr.svg"] {
+        let svg = std::fs::read_to_string(plots.join(name)).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains("<polyline"),
+            "{name}: {svg:.200}"
+        );
+    }
+    // evaluate a server-side CSV, as JSON.
+    let e =
+        &json_lines(&server.cli(&["evaluate", "--json", "--job", &job_id, "--csv", "train.csv"]))
+            [0];
+    assert_eq!(e["rows"], 200);
+    // Its accuracy is the share of rows whose `predict` label is the row's label.
+    let correct = json
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| p["label"] == ["no", "yes"][i % 2])
+        .count();
+    assert_eq!(e["metrics"]["accuracy"].as_f64().unwrap(), correct as f64 / 200.0);
+    assert_eq!(e["curves"].as_array().unwrap().len(), 2);
+
+    // export both formats.
+    let out_dir = data.join("export");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let pt = out_dir.join("m.pt");
+    let out = server.cli(&[
+        "export",
+        "--job",
+        &job_id,
+        "--format",
+        "torchscript",
+        "-o",
+        pt.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout(&out).contains("sha256"));
+    assert!(std::fs::metadata(&pt).unwrap().len() > 1000);
+    let st = out_dir.join("m.safetensors");
+    let out = server.cli(&[
+        "export",
+        "--json",
+        "--job",
+        &job_id,
+        "--format",
+        "safetensors",
+        "--model",
+        "last",
+        "-o",
+        st.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = json_lines(&out);
+    assert_eq!(files.len(), 2);
+    let card: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("model_card.json")).unwrap()).unwrap();
+    assert_eq!(card["model_version"], "last");
+    assert_eq!(card["epoch"], 3);
+    assert_eq!(card["labels"], serde_json::json!(["no", "yes"]));
+    assert!(std::fs::metadata(&st).unwrap().len() > 100);
+}

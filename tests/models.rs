@@ -312,3 +312,391 @@ async fn the_best_epoch_is_kept_by_the_metric_the_spec_names() {
         }
     }
 }
+
+/// A float written by the reference script ("inf"/"nan" as strings).
+fn num(v: &Value) -> f64 {
+    match v {
+        Value::String(s) if s == "inf" => f64::INFINITY,
+        Value::String(s) if s == "nan" => f64::NAN,
+        v => v.as_f64().unwrap_or_else(|| panic!("not a float: {v}")),
+    }
+}
+
+#[track_caller]
+fn close(what: &str, ours: f64, theirs: &Value) {
+    let theirs = num(theirs);
+    let ok = if ours.is_infinite() || theirs.is_infinite() {
+        ours == theirs
+    } else {
+        (ours - theirs).abs() <= 1e-9 * theirs.abs().max(1.0)
+    };
+    assert!(ok, "{what}: Evaluate {ours}, scikit-learn {theirs}");
+}
+
+#[track_caller]
+fn all_close(what: &str, ours: &[f64], theirs: &Value) {
+    let theirs = theirs.as_array().unwrap();
+    assert_eq!(ours.len(), theirs.len(), "{what}: length");
+    for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
+        close(&format!("{what}[{i}]"), *a, b);
+    }
+}
+
+#[track_caller]
+fn opt_close(what: &str, ours: Option<f64>, theirs: &Value) {
+    match ours {
+        Some(v) => close(what, v, theirs),
+        None => assert!(
+            theirs.is_null(),
+            "{what}: Evaluate has none, scikit-learn {theirs}"
+        ),
+    }
+}
+
+/// Evaluates `rows` through the RPC and checks every number against scikit-learn applied
+/// to Predict's probabilities for the same rows.
+async fn check_evaluate_against_sklearn(
+    c: &mut TrainerClient<Channel>,
+    job: &pb::Job,
+    rows: &[(Vec<f32>, usize)],
+    target_recall: Option<f64>,
+) {
+    let features: Vec<Vec<f32>> = rows.iter().map(|(r, _)| r.clone()).collect();
+    let p = predict(c, &job.id, &features, pb::ModelVersion::Best)
+        .await
+        .unwrap();
+    let e = c
+        .evaluate(pb::EvaluateRequest {
+            job_id: job.id.clone(),
+            data: Some(pb::evaluate_request::Data::Rows(pb::LabeledRows {
+                rows: rows
+                    .iter()
+                    .map(|(values, y)| pb::LabeledRow {
+                        values: values.clone(),
+                        label: job.labels[*y].clone(),
+                    })
+                    .collect(),
+            })),
+            model: pb::ModelVersion::Best as i32,
+            target_recall,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(e.epoch, p.epoch);
+    assert_eq!(e.rows, rows.len() as u64);
+
+    let dir = tempfile::tempdir().unwrap();
+    let case = json!({"cases": [{
+        "k": job.labels.len(),
+        "actual": rows.iter().map(|(_, y)| *y).collect::<Vec<_>>(),
+        "probs": p.predictions.iter()
+            .map(|q| q.probabilities.iter().map(|&v| f64::from(v)).collect::<Vec<_>>())
+            .collect::<Vec<_>>(),
+        "target_recall": target_recall,
+    }]});
+    let input = dir.path().join("case.json");
+    let output = dir.path().join("sklearn.json");
+    std::fs::write(&input, case.to_string()).unwrap();
+    run_reference("sklearn_metrics.py", &[&input, &output]);
+    let out: Value = serde_json::from_slice(&std::fs::read(&output).unwrap()).unwrap();
+    let sk = &out["results"][0];
+
+    let m = e.metrics.as_ref().unwrap();
+    close("accuracy", m.accuracy, &sk["accuracy"]);
+    assert_eq!(
+        json!(m.confusion_matrix.as_ref().unwrap().counts),
+        sk["confusion_matrix"]
+    );
+    for (c, pc) in m.per_class.iter().enumerate() {
+        close(
+            &format!("precision[{c}]"),
+            pc.precision,
+            &sk["precision"][c],
+        );
+        close(&format!("recall[{c}]"), pc.recall, &sk["recall"][c]);
+        close(&format!("f1[{c}]"), pc.f1, &sk["f1"][c]);
+        opt_close(
+            &format!("roc_auc[{c}]"),
+            pc.roc_auc,
+            &sk["per_class"][c]["roc_auc"],
+        );
+    }
+    let avg = |a: &Option<pb::Averages>| {
+        let a = a.unwrap();
+        [a.precision, a.recall, a.f1]
+    };
+    all_close("macro", &avg(&m.r#macro), &sk["macro"]);
+    all_close("weighted", &avg(&m.weighted), &sk["weighted"]);
+    opt_close(
+        "average_precision",
+        m.average_precision,
+        &sk["macro_average_precision"],
+    );
+    opt_close(
+        "balanced_accuracy",
+        e.balanced_accuracy,
+        &sk["balanced_accuracy"],
+    );
+    opt_close("matthews_corrcoef", e.matthews_corrcoef, &sk["mcc"]);
+    opt_close("log_loss", e.log_loss, &sk["log_loss"]);
+    opt_close("brier_score", e.brier_score, &sk["brier"]);
+    assert_eq!(m.curves.len(), job.labels.len());
+    for (c, cc) in m.curves.iter().enumerate() {
+        let theirs = &sk["per_class"][c];
+        assert_eq!(cc.label, job.labels[c]);
+        match (&cc.roc, theirs["roc"].is_null()) {
+            (Some(r), false) => {
+                all_close(&format!("roc[{c}].fpr"), &r.fpr, &theirs["roc"]["fpr"]);
+                all_close(&format!("roc[{c}].tpr"), &r.tpr, &theirs["roc"]["tpr"]);
+                all_close(
+                    &format!("roc[{c}].thresholds"),
+                    &r.thresholds,
+                    &theirs["roc"]["thresholds"],
+                );
+            }
+            (None, true) => {}
+            (ours, _) => panic!(
+                "roc[{c}]: Evaluate {ours:?}, scikit-learn {}",
+                theirs["roc"]
+            ),
+        }
+        match (&cc.pr, theirs["pr"].is_null()) {
+            (Some(p), false) => {
+                all_close(
+                    &format!("pr[{c}].precision"),
+                    &p.precision,
+                    &theirs["pr"]["precision"],
+                );
+                all_close(
+                    &format!("pr[{c}].recall"),
+                    &p.recall,
+                    &theirs["pr"]["recall"],
+                );
+                all_close(
+                    &format!("pr[{c}].thresholds"),
+                    &p.thresholds,
+                    &theirs["pr"]["thresholds"],
+                );
+                close(
+                    &format!("pr[{c}].ap"),
+                    p.average_precision,
+                    &theirs["pr"]["average_precision"],
+                );
+            }
+            (None, true) => {}
+            (ours, _) => panic!("pr[{c}]: Evaluate {ours:?}, scikit-learn {}", theirs["pr"]),
+        }
+    }
+    let report = &sk["threshold_report"];
+    match &e.threshold_report {
+        None => assert!(report.is_null(), "a binary job gets a threshold report"),
+        Some(t) => {
+            assert_eq!(t.positive_label, job.labels[1]);
+            for (name, ours, theirs) in [
+                ("best_f1", &t.best_f1, &report["best_f1"]),
+                (
+                    "target_recall",
+                    &t.target_recall,
+                    &report["at_target_recall"],
+                ),
+            ] {
+                let Some(p) = ours else {
+                    assert!(theirs.is_null(), "{name}: missing, scikit-learn {theirs}");
+                    continue;
+                };
+                close(
+                    &format!("{name}.threshold"),
+                    p.threshold,
+                    &theirs["threshold"],
+                );
+                close(
+                    &format!("{name}.precision"),
+                    p.precision,
+                    &theirs["precision"],
+                );
+                close(&format!("{name}.recall"), p.recall, &theirs["recall"]);
+                close(&format!("{name}.f1"), p.f1, &theirs["f1"]);
+                assert_eq!(
+                    json!(p.confusion_matrix.as_ref().unwrap().counts),
+                    theirs["confusion"],
+                    "{name}: confusion"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluate_equals_scikit_learn_on_predicts_probabilities() {
+    let server = TestServer::start(1).await;
+    let mut c = server.client().await;
+    let mut rng = Rng(42);
+    for classes in [2u32, 4] {
+        let job = finished_job(&mut c, spec(500, classes, 3)).await;
+        let k = classes as usize;
+        // Random rows and labels, a class left out, and a few exact repeats (tied scores).
+        let mut rows: Vec<(Vec<f32>, usize)> = random_rows(classes.into(), 150, 8)
+            .into_iter()
+            .map(|r| (r, rng.below(k - 1)))
+            .collect();
+        for i in 0..20 {
+            let repeat = rows[i].clone();
+            rows.push(repeat);
+        }
+        check_evaluate_against_sklearn(&mut c, &job, &rows, (k == 2).then_some(0.9)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluate_reads_datasets_and_names_what_is_wrong() {
+    let server = TestServer::start(1).await;
+    let mut c = server.client().await;
+    let mut csv = String::from("a,b,label\n");
+    let mut rng = Rng(5);
+    for i in 0..120 {
+        let y = i % 2;
+        let (a, b) = (rng.unit() + y as f64, rng.unit() - y as f64);
+        csv.push_str(&format!("{a},{b},{}\n", ["no", "yes"][y]));
+    }
+    server.write_csv("train.csv", &csv);
+    let mut s = common::csv_spec("train.csv", "");
+    s.epochs = 2;
+    let job = finished_job(&mut c, s).await;
+    assert_eq!(job.feature_names, ["a", "b"]);
+    let evaluate =
+        |data: pb::evaluate_request::Data, target_recall: Option<f64>| pb::EvaluateRequest {
+            job_id: job.id.clone(),
+            data: Some(data),
+            model: 0,
+            target_recall,
+        };
+    use pb::evaluate_request::Data;
+    let csv_data = |path: &str| {
+        Data::Csv(pb::CsvDataset {
+            path: path.into(),
+            label_column: String::new(),
+        })
+    };
+    // The training file itself, as a CSV path: every row evaluated.
+    let e = c
+        .evaluate(evaluate(csv_data("train.csv"), Some(0.5)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(e.rows, 120);
+    let report = e.threshold_report.unwrap();
+    assert_eq!(report.positive_label, "yes");
+    assert!(report.target_recall.unwrap().recall >= 0.5);
+
+    // A label the job never saw, in a file with only one class.
+    server.write_csv("other.csv", "a,b,label\n0.1,0.2,maybe\n");
+    let err = c
+        .evaluate(evaluate(csv_data("other.csv"), None))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message()
+            .contains("'maybe' is not one of the job's labels (no, yes)"),
+        "{}",
+        err.message()
+    );
+    // Columns that are not the model's.
+    server.write_csv("cols.csv", "b,a,label\n0.1,0.2,no\n");
+    let err = c
+        .evaluate(evaluate(csv_data("cols.csv"), None))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("(b, a) are not the model's (a, b)"),
+        "{}",
+        err.message()
+    );
+    // A malformed file is named with line and column.
+    server.write_csv("bad.csv", "a,b,label\n0.1,zz,no\n");
+    let err = c
+        .evaluate(evaluate(csv_data("bad.csv"), None))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("bad.csv:2:2"), "{}", err.message());
+    // Inline rows: a wrong label is named by its row.
+    let rows = Data::Rows(pb::LabeledRows {
+        rows: vec![
+            pb::LabeledRow {
+                values: vec![0.0, 1.0],
+                label: "no".into(),
+            },
+            pb::LabeledRow {
+                values: vec![0.0, 1.0],
+                label: "perhaps".into(),
+            },
+        ],
+    });
+    let err = c.evaluate(evaluate(rows, None)).await.unwrap_err();
+    assert!(
+        err.message().contains("rows.rows[1].label"),
+        "{}",
+        err.message()
+    );
+    // A recall that is not one.
+    let err = c
+        .evaluate(evaluate(csv_data("train.csv"), Some(1.5)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("target_recall:"),
+        "{}",
+        err.message()
+    );
+    // No data at all.
+    let mut req = evaluate(csv_data("train.csv"), None);
+    req.data = None;
+    let err = c.evaluate(req).await.unwrap_err();
+    assert!(
+        err.message().starts_with("data: is required"),
+        "{}",
+        err.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn epoch_events_carry_downsampled_validation_curves() {
+    let server = TestServer::start(1).await;
+    let mut c = server.client().await;
+    // 1,500 validation rows: more distinct scores than the 200-point budget.
+    let mut s = spec(5_000, 3, 2);
+    s.validation_fraction = Some(0.3);
+    let events = train(&mut c, s).await;
+    for end in epochs(&events) {
+        let v = end.validation.unwrap();
+        assert!(v.average_precision.is_some());
+        assert_eq!(v.curves.len(), 3);
+        for cc in &v.curves {
+            let roc = cc.roc.as_ref().unwrap();
+            let pr = cc.pr.as_ref().unwrap();
+            assert!(roc.fpr.len() <= 200 && roc.fpr.len() == roc.tpr.len());
+            assert!(pr.precision.len() <= 200 && pr.thresholds.len() + 1 == pr.precision.len());
+            assert!(
+                pr.precision.len() > 100,
+                "a long curve keeps close to 200 points"
+            );
+            // The ends of the curves are kept.
+            assert_eq!((roc.fpr[0], roc.tpr[0]), (0.0, 0.0));
+            assert_eq!(
+                (*roc.fpr.last().unwrap(), *roc.tpr.last().unwrap()),
+                (1.0, 1.0)
+            );
+            assert_eq!(
+                (*pr.recall.last().unwrap(), *pr.precision.last().unwrap()),
+                (0.0, 1.0)
+            );
+            assert_eq!(pr.recall[0], 1.0);
+        }
+        // Training metrics carry no curves when there is a validation split.
+        assert!(end.train.unwrap().curves.is_empty());
+    }
+}
