@@ -400,7 +400,10 @@ fn model_commands_predict_evaluate_plot_and_export() {
         .enumerate()
         .filter(|(i, p)| p["label"] == ["no", "yes"][i % 2])
         .count();
-    assert_eq!(e["metrics"]["accuracy"].as_f64().unwrap(), correct as f64 / 200.0);
+    assert_eq!(
+        e["metrics"]["accuracy"].as_f64().unwrap(),
+        correct as f64 / 200.0
+    );
     assert_eq!(e["curves"].as_array().unwrap().len(), 2);
 
     // export both formats.

@@ -121,6 +121,36 @@ async fn check_resumed_history(
         metrics_by_epoch(reference),
         "same metrics as an uninterrupted run"
     );
+    // The same best epoch, and its kept model answers exactly as the uninterrupted run's.
+    let get = |id: &str| pb::GetJobRequest { job_id: id.into() };
+    let job = c.get_job(get(job_id)).await.unwrap().into_inner();
+    let want = c
+        .get_job(get(&reference[0].job_id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(want.best_epoch >= 1);
+    assert_eq!(job.best_epoch, want.best_epoch);
+    let predict = |id: &str, model: pb::ModelVersion| pb::PredictRequest {
+        job_id: id.into(),
+        rows: vec![pb::FeatureRow {
+            values: vec![0.25; 8],
+        }],
+        model: model as i32,
+    };
+    for model in [pb::ModelVersion::Best, pb::ModelVersion::Last] {
+        let got = c
+            .predict(predict(job_id, model))
+            .await
+            .unwrap()
+            .into_inner();
+        let expected = c
+            .predict(predict(&reference[0].job_id, model))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got, expected, "{model:?} model after the interruption");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -198,6 +198,24 @@ impl JobManager {
         version: ModelVersion,
         device: Device,
     ) -> Result<(JobSnapshot, u32, Loaded), JobError> {
+        // While a job trains, a newer epoch may be recorded and the older checkpoint pruned
+        // between choosing the epoch and reading its file: then choose again.
+        let mut attempts = 3;
+        loop {
+            attempts -= 1;
+            match self.load_trained(job_id, version, device) {
+                Err(JobError::Internal(_)) if attempts > 0 => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn load_trained(
+        &self,
+        job_id: &str,
+        version: ModelVersion,
+        device: Device,
+    ) -> Result<(JobSnapshot, u32, Loaded), JobError> {
         let snap = self.shared.find(job_id)?.snapshot();
         let epoch = match version {
             ModelVersion::Last => snap.epochs_completed,

@@ -194,4 +194,37 @@ mod tests {
         assert!(c.tensors[0].1.equal(&Tensor::from_slice(&[4.0f32, 2.0])));
         assert!(read_checkpoint(dir.path(), 1).is_err());
     }
+
+    #[test]
+    fn the_best_epoch_survives_pruning_and_only_one_best_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        for epoch in 1..=4 {
+            let c = Checkpoint {
+                epoch,
+                iteration: 0,
+                global_step: u64::from(epoch),
+                dropout_word_pos: 0,
+                tensors: vec![("model.w".into(), Tensor::from_slice(&[epoch as f32]))],
+            };
+            write_checkpoint(dir.path(), &c).unwrap();
+            if epoch == 2 || epoch == 3 {
+                keep_best(dir.path(), epoch).unwrap();
+            }
+            prune_checkpoints(dir.path(), epoch).unwrap();
+        }
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            vec!["best-epoch-000003.safetensors", "epoch-000004.safetensors"]
+        );
+        let best = read_checkpoint_file(&model_checkpoint(dir.path(), 3).unwrap()).unwrap();
+        assert_eq!(best.epoch, 3);
+        assert!(best.tensors[0].1.equal(&Tensor::from_slice(&[3.0f32])));
+        assert!(model_checkpoint(dir.path(), 2).is_none());
+        assert!(model_checkpoint(dir.path(), 4).is_some());
+    }
 }
