@@ -54,6 +54,7 @@ pub fn bench_spec(report_every: u32) -> pb::JobSpec {
         seed: 0,
         report_every,
         best_model_metric: 0,
+        ..Default::default()
     }
 }
 

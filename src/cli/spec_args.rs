@@ -99,6 +99,55 @@ pub struct SpecArgs {
     /// The metric that picks the job's best-epoch model.
     #[arg(long, value_enum, default_value_t = SelectionArg::Loss)]
     pub best_by: SelectionArg,
+    /// Where class weights come from (manual: --class-weights).
+    #[arg(long, value_enum, default_value_t = WeightingArg::Manual)]
+    pub class_weighting: WeightingArg,
+    /// Beta of effective-number weighting, in [0, 1).
+    #[arg(long)]
+    pub beta: Option<f64>,
+    /// Resampling of the training split.
+    #[arg(long, value_enum, default_value_t = ResamplingArg::None)]
+    pub resampling: ResamplingArg,
+    /// Resampling target ratio in (0, 1] (1: balanced).
+    #[arg(long)]
+    pub resampling_ratio: Option<f64>,
+    /// SMOTE neighbours (default 5).
+    #[arg(long)]
+    pub k_neighbors: Option<u32>,
+    /// Draw a new resample every epoch instead of once.
+    #[arg(long)]
+    pub resample_per_epoch: bool,
+    /// Train a balanced-bagging ensemble of this many members (0: one model).
+    #[arg(long, default_value_t = 0)]
+    pub bagging: u32,
+    /// Training loss.
+    #[arg(long, value_enum, default_value_t = LossArg::CrossEntropy)]
+    pub loss: LossArg,
+    /// Focal loss gamma (default 2).
+    #[arg(long)]
+    pub gamma: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightingArg {
+    None,
+    Manual,
+    Balanced,
+    EffectiveNumber,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResamplingArg {
+    None,
+    Oversample,
+    Undersample,
+    Smote,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LossArg {
+    CrossEntropy,
+    Focal,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -177,6 +226,35 @@ impl SpecArgs {
                     SelectionArg::RocAuc => pb::ModelSelectionMetric::RocAuc,
                     SelectionArg::AveragePrecision => pb::ModelSelectionMetric::AveragePrecision,
                 } as i32,
+                class_weighting: match self.class_weighting {
+                    WeightingArg::None => pb::ClassWeighting::None,
+                    WeightingArg::Manual => pb::ClassWeighting::Manual,
+                    WeightingArg::Balanced => pb::ClassWeighting::Balanced,
+                    WeightingArg::EffectiveNumber => pb::ClassWeighting::EffectiveNumber,
+                } as i32,
+                effective_number_beta: self.beta,
+                resampling: Some(pb::Resampling {
+                    method: match self.resampling {
+                        ResamplingArg::None => pb::ResamplingMethod::None,
+                        ResamplingArg::Oversample => pb::ResamplingMethod::RandomOversample,
+                        ResamplingArg::Undersample => pb::ResamplingMethod::RandomUndersample,
+                        ResamplingArg::Smote => pb::ResamplingMethod::Smote,
+                    } as i32,
+                    ratio: self.resampling_ratio,
+                    k_neighbors: self.k_neighbors,
+                    per_epoch: self.resample_per_epoch,
+                }),
+                ensemble: (self.bagging > 0).then_some(pb::Ensemble {
+                    kind: pb::EnsembleKind::BalancedBagging as i32,
+                    members: self.bagging,
+                }),
+                loss: Some(pb::Loss {
+                    kind: match self.loss {
+                        LossArg::CrossEntropy => pb::LossKind::CrossEntropy,
+                        LossArg::Focal => pb::LossKind::Focal,
+                    } as i32,
+                    gamma: self.gamma,
+                }),
             }),
         }
     }

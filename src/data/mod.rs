@@ -2,6 +2,7 @@
 //! normalization. Plain Rust: no tensors, no tokio.
 
 mod csv_file;
+pub mod imbalance;
 mod split;
 mod synthetic;
 pub mod upload;
@@ -9,7 +10,7 @@ pub mod upload;
 use std::path::{Path, PathBuf};
 
 pub use csv_file::{load_csv, resolve_data_path};
-pub use split::{Normalizer, Split, stratified_split, train_size};
+pub use split::{Normalizer, Split, stratified_split, train_counts};
 pub use synthetic::generate;
 
 use crate::domain::{DatasetSpec, SpecError};

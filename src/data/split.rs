@@ -19,12 +19,12 @@ fn held_out(n: usize, fraction: f64) -> usize {
     ((n as f64 * fraction).round() as usize).min(n.saturating_sub(1))
 }
 
-/// Training samples `stratified_split` leaves, from the class counts alone.
-pub fn train_size(class_counts: &[usize], fraction: f64) -> usize {
+/// Training samples per class that `stratified_split` leaves, from the class counts alone.
+pub fn train_counts(class_counts: &[usize], fraction: f64) -> Vec<usize> {
     class_counts
         .iter()
         .map(|&n| n - held_out(n, fraction))
-        .sum()
+        .collect()
 }
 
 /// Holds out about `fraction` of every class for validation, keeping at least one sample
@@ -131,7 +131,8 @@ mod tests {
         let count = |rows: &[usize], c| rows.iter().filter(|&&r| d.targets[r] == c).count();
         assert_eq!((count(&s.validation, 0), count(&s.validation, 1)), (18, 2));
         assert_eq!((count(&s.train, 0), count(&s.train, 1)), (72, 8));
-        assert_eq!(train_size(&d.class_counts(), 0.2), s.train.len());
+        let counts = train_counts(&d.class_counts(), 0.2);
+        assert_eq!(counts.iter().sum::<usize>(), s.train.len());
         let mut all: Vec<usize> = s.train.iter().chain(&s.validation).copied().collect();
         all.sort_unstable();
         assert_eq!(all, (0..100).collect::<Vec<_>>());

@@ -56,6 +56,9 @@ pub struct IterationProgress {
     pub loss: f64,
     pub learning_rate: f64,
     pub samples_per_second: f64,
+    /// Ensembles: the member being trained (0-based).
+    #[serde(default)]
+    pub member: Option<u32>,
 }
 
 /// Metrics at the end of an epoch.
@@ -69,6 +72,12 @@ pub struct EpochEnd {
     /// one); set by the job as the event is recorded, 0 when no epoch qualifies.
     #[serde(default)]
     pub best_epoch: u32,
+    /// Ensembles: the member whose epoch this is; `None` on the ensemble's own metrics.
+    #[serde(default)]
+    pub member: Option<u32>,
+    /// The ensemble's metrics (averaged member probabilities), once after the last member.
+    #[serde(default)]
+    pub ensemble: bool,
 }
 
 impl EpochEnd {
@@ -89,6 +98,15 @@ pub struct RunInfo {
     pub device: String,
     #[serde(default)]
     pub features: FeatureInfo,
+    /// The class weights training uses (empty: unweighted).
+    #[serde(default)]
+    pub class_weights: Vec<f64>,
+    /// Training rows per class, before and after resampling (one ensemble member's draw
+    /// for ensembles).
+    #[serde(default)]
+    pub train_class_counts: Vec<u64>,
+    #[serde(default)]
+    pub resampled_class_counts: Vec<u64>,
 }
 
 /// The model's inputs: feature names in column order and the z-scoring applied to them

@@ -10,6 +10,7 @@ pub use event::{
     EpochEnd, EventKind, FeatureInfo, IterationProgress, JobEvent, JobStatus, RunInfo,
 };
 pub use spec::{
-    Activation, DatasetSpec, JobSpec, MAX_BATCH_SIZE, MAX_EPOCHS, MlpSpec, ModelSelection,
-    ModelSpec, ModelVersion, OptimizerSpec, SpecError, SyntheticSpec,
+    Activation, ClassWeighting, DatasetSpec, EnsembleSpec, JobSpec, LossSpec, MAX_BATCH_SIZE,
+    MAX_ENSEMBLE_MEMBERS, MAX_EPOCHS, MlpSpec, ModelSelection, ModelSpec, ModelVersion,
+    OptimizerSpec, ResamplingMethod, ResamplingSpec, SpecError, SyntheticSpec,
 };

@@ -53,6 +53,74 @@ pub struct JobSpec {
     /// The metric that picks the best epoch's model.
     #[serde(default)]
     pub best_model_metric: ModelSelection,
+    #[serde(default)]
+    pub class_weighting: ClassWeighting,
+    /// Resampling of the training split; `None` = as it is.
+    #[serde(default)]
+    pub resampling: Option<ResamplingSpec>,
+    /// Train an ensemble; `None` = one model.
+    #[serde(default)]
+    pub ensemble: Option<EnsembleSpec>,
+    #[serde(default)]
+    pub loss: LossSpec,
+}
+
+/// Where the class weights come from.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub enum ClassWeighting {
+    /// Unweighted.
+    None,
+    /// `class_weights` as given (empty = unweighted).
+    #[default]
+    Manual,
+    /// `n / (k * count_c)` over the training split (scikit-learn's "balanced").
+    Balanced,
+    /// Cui et al.: `(1 - beta) / (1 - beta^count_c)`, scaled to sum to `k`.
+    EffectiveNumber { beta: f64 },
+}
+
+/// Resampling of the training split.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ResamplingSpec {
+    pub method: ResamplingMethod,
+    /// In (0, 1]: see `data::imbalance` for the target sizes.
+    pub ratio: f64,
+    /// A new draw every epoch, or one before training.
+    pub per_epoch: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ResamplingMethod {
+    RandomOversample,
+    RandomUndersample,
+    Smote { k_neighbors: u32 },
+}
+
+/// An ensemble of models trained on different draws of the training split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum EnsembleSpec {
+    /// Each member: all rows of the smallest class and as many drawn from each other class.
+    BalancedBagging { members: u32 },
+}
+
+impl EnsembleSpec {
+    pub fn members(&self) -> u32 {
+        match self {
+            Self::BalancedBagging { members } => *members,
+        }
+    }
+}
+
+/// Most members an ensemble may have.
+pub const MAX_ENSEMBLE_MEMBERS: u32 = 50;
+
+/// The training loss (both honour the class weights).
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub enum LossSpec {
+    #[default]
+    CrossEntropy,
+    /// Softmax focal loss with focusing parameter `gamma` (0 = cross-entropy).
+    Focal { gamma: f64 },
 }
 
 /// Which of a job's models a request means.
@@ -246,6 +314,17 @@ fn check_positive(value: f64, field: &str) -> Result<(), SpecError> {
 }
 
 impl JobSpec {
+    /// The number under which the checkpoint holding `end`'s model is stored: the epoch for
+    /// one model; for ensembles, epochs count on across members (member `m`'s epoch `e` is
+    /// `m * epochs + e`) and the ensemble's own metrics belong to the last one.
+    pub fn checkpoint_epoch(&self, end: &crate::domain::EpochEnd) -> u32 {
+        match (end.member, self.ensemble) {
+            (Some(m), _) => m * self.epochs + end.epoch,
+            (None, Some(e)) if end.ensemble => e.members() * self.epochs,
+            _ => end.epoch,
+        }
+    }
+
     /// Every check that needs no data. Checks that need the dataset (class weights against
     /// the number of classes, an empty file) happen when the dataset is read.
     pub fn validate(&self) -> Result<(), SpecError> {
@@ -288,9 +367,65 @@ impl JobSpec {
             },
         )?;
         self.validate_class_weights(None)?;
+        self.validate_imbalance()?;
         self.validate_optimizer()?;
         self.validate_model()?;
         self.validate_dataset()
+    }
+
+    /// Class weighting, resampling, ensemble and loss settings, and how they combine.
+    fn validate_imbalance(&self) -> Result<(), SpecError> {
+        let manual = !self.class_weights.is_empty();
+        match self.class_weighting {
+            ClassWeighting::Manual => {}
+            ClassWeighting::None => check(!manual, "spec.class_weights", || {
+                "are given but class_weighting is NONE; set class_weighting to MANUAL to use them, or remove them".into()
+            })?,
+            ClassWeighting::Balanced | ClassWeighting::EffectiveNumber { .. } => {
+                check(!manual, "spec.class_weights", || {
+                    "are given together with a class_weighting that computes the weights (BALANCED or EFFECTIVE_NUMBER); remove class_weights, or set class_weighting to MANUAL".into()
+                })?
+            }
+        }
+        if let ClassWeighting::EffectiveNumber { beta } = self.class_weighting {
+            check_unit(beta, "spec.effective_number_beta", "beta")?;
+        }
+        if let Some(r) = &self.resampling {
+            check(
+                r.ratio.is_finite() && r.ratio > 0.0 && r.ratio <= 1.0,
+                "spec.resampling.ratio",
+                || {
+                    format!(
+                        "must be in (0, 1], got {}; 1 makes the classes equal, 0.5 brings the smaller ones to half the largest",
+                        r.ratio
+                    )
+                },
+            )?;
+            if let ResamplingMethod::Smote { k_neighbors } = r.method {
+                check(k_neighbors >= 1, "spec.resampling.k_neighbors", || {
+                    "must be at least 1; 5 is usual".into()
+                })?;
+            }
+        }
+        if let Some(e) = &self.ensemble {
+            let m = e.members();
+            check(
+                (2..=MAX_ENSEMBLE_MEMBERS).contains(&m),
+                "spec.ensemble.members",
+                || format!("must be 2 to {MAX_ENSEMBLE_MEMBERS}, got {m}; 5 to 10 is usual"),
+            )?;
+            check(self.resampling.is_none(), "spec.resampling", || {
+                "cannot be combined with BALANCED_BAGGING, which already balances each member's data; remove one of them".into()
+            })?;
+        }
+        if let LossSpec::Focal { gamma } = self.loss {
+            check(
+                gamma.is_finite() && (0.0..=20.0).contains(&gamma),
+                "spec.loss.gamma",
+                || format!("must be in [0, 20], got {gamma}; 2 is usual (0 is cross-entropy)"),
+            )?;
+        }
+        Ok(())
     }
 
     /// Class weights: none negative or non-finite, not all zero, and (when the number of
@@ -359,10 +494,18 @@ impl JobSpec {
 
     /// Refuses models too large to train here, before any memory is allocated.
     pub fn validate_model_size(&self, inputs: u64, classes: u64) -> Result<(), SpecError> {
-        let n = self.parameter_count(inputs, classes);
+        let members = self.ensemble.map_or(1, |e| u64::from(e.members()));
+        let n = self
+            .parameter_count(inputs, classes)
+            .saturating_mul(members);
         check(n <= MAX_PARAMETERS, "spec.model", || {
+            let across = if members > 1 {
+                format!(" (across {members} ensemble members)")
+            } else {
+                String::new()
+            };
             format!(
-                "the model would have {n} parameters for {inputs} features and {classes} classes, more than the limit of {MAX_PARAMETERS}; use fewer or narrower hidden layers"
+                "the model would have {n} parameters{across} for {inputs} features and {classes} classes, more than the limit of {MAX_PARAMETERS}; use fewer or narrower hidden layers"
             )
         })
     }
@@ -555,6 +698,10 @@ mod tests {
             seed: 0,
             report_every: 0,
             best_model_metric: ModelSelection::Loss,
+            class_weighting: ClassWeighting::Manual,
+            resampling: None,
+            ensemble: None,
+            loss: LossSpec::CrossEntropy,
         };
         assert_eq!(spec(vec![], false).parameter_count(4, 3), 4 * 3 + 3);
         assert_eq!(

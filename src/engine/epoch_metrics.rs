@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use tch::{Device, Kind, Tensor};
 
 use super::{EngineError, Observer};
-use crate::domain::EpochEnd;
+use crate::domain::{EpochEnd, LossSpec};
 use crate::metrics::{self, Metrics};
 
 /// Logits (row-major `n x k`) and true classes of one pass, in host memory.
@@ -61,7 +61,11 @@ pub struct MetricsWorker {
 }
 
 impl MetricsWorker {
-    pub fn spawn(labels: Vec<String>, class_weights: Vec<f64>) -> Result<Self, EngineError> {
+    pub fn spawn(
+        labels: Vec<String>,
+        loss: LossFn,
+        member: Option<u32>,
+    ) -> Result<Self, EngineError> {
         let (tx, work) = mpsc::sync_channel::<EpochOutputs>(1);
         let (done, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
@@ -71,18 +75,15 @@ impl MetricsWorker {
                     let end = EpochEnd {
                         epoch: out.epoch,
                         // Curves of the training split only when there is no validation split.
-                        train: metrics_of(
-                            &out.train,
-                            &class_weights,
-                            &labels,
-                            out.validation.is_none(),
-                        ),
+                        train: metrics_of(&out.train, &loss, &labels, out.validation.is_none()),
                         validation: out
                             .validation
                             .as_ref()
-                            .map(|v| metrics_of(v, &class_weights, &labels, true)),
+                            .map(|v| metrics_of(v, &loss, &labels, true)),
                         seconds: out.seconds,
                         best_epoch: 0,
+                        member,
+                        ensemble: false,
                     };
                     if done.send(end).is_err() {
                         return;
@@ -130,35 +131,93 @@ pub const EPOCH_CURVE_POINTS: usize = 200;
 /// Mean cross-entropy (weighted as PyTorch's `weight=`: sum(w_y * nll) / sum(w_y)), and
 /// every metric derived from the softmax probabilities; with `curves`, also the ROC and PR
 /// curves (downsampled to [`EPOCH_CURVE_POINTS`]) and the macro average precision.
-pub fn metrics_of(
-    scores: &Scores,
-    class_weights: &[f64],
-    labels: &[String],
-    curves: bool,
-) -> Metrics {
+pub fn metrics_of(scores: &Scores, loss: &LossFn, labels: &[String], curves: bool) -> Metrics {
     let k = labels.len();
     let mut probs = Vec::with_capacity(scores.logits.len());
-    let (mut loss_sum, mut weight_sum) = (0.0f64, 0.0f64);
+    let mut sum = WeightedMean::default();
     for (row, &y) in scores.logits.chunks_exact(k).zip(&scores.targets) {
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let sum: f64 = row.iter().map(|&z| (z as f64 - max).exp()).sum();
-        let log_norm = max + sum.ln();
+        let total: f64 = row.iter().map(|&z| (z as f64 - max).exp()).sum();
+        let log_norm = max + total.ln();
         probs.extend(row.iter().map(|&z| (z as f64 - log_norm).exp() as f32));
-        let w = class_weights.get(y).copied().unwrap_or(1.0);
-        loss_sum += w * (log_norm - row[y] as f64);
-        weight_sum += w;
+        loss.add(&mut sum, y, row[y] as f64 - log_norm);
     }
-    let loss = if weight_sum > 0.0 {
-        loss_sum / weight_sum
-    } else {
-        0.0
-    };
+    probability_metrics(labels, &scores.targets, &probs, sum.mean(), curves)
+}
+
+/// Metrics of class probabilities (row-major `n x k`); with `curves`, downsampled curves too.
+pub fn probability_metrics(
+    labels: &[String],
+    targets: &[usize],
+    probs: &[f32],
+    loss: f64,
+    curves: bool,
+) -> Metrics {
     if curves {
-        let mut m = metrics::evaluate_with_curves(labels, &scores.targets, &probs, loss);
+        let mut m = metrics::evaluate_with_curves(labels, targets, probs, loss);
         m.downsample_curves(EPOCH_CURVE_POINTS);
         m
     } else {
-        metrics::evaluate(labels, &scores.targets, &probs, loss)
+        metrics::evaluate(labels, targets, probs, loss)
+    }
+}
+
+/// The training loss as a plain-Rust function of the true class's log-probability:
+/// `-w_y (1 - p_y)^gamma log p_y` (gamma 0: cross-entropy), averaged like PyTorch's weighted
+/// cross-entropy: divided by the sum of the rows' class weights.
+#[derive(Debug, Clone)]
+pub struct LossFn {
+    /// Empty: every class weighs 1.
+    pub class_weights: Vec<f64>,
+    pub gamma: f64,
+}
+
+impl LossFn {
+    pub fn new(class_weights: &[f64], loss: LossSpec) -> Self {
+        Self {
+            class_weights: class_weights.to_vec(),
+            gamma: match loss {
+                LossSpec::CrossEntropy => 0.0,
+                LossSpec::Focal { gamma } => gamma,
+            },
+        }
+    }
+
+    fn add(&self, sum: &mut WeightedMean, y: usize, log_p: f64) {
+        let w = self.class_weights.get(y).copied().unwrap_or(1.0);
+        let focus = if self.gamma == 0.0 {
+            1.0
+        } else {
+            (1.0 - log_p.exp()).max(0.0).powf(self.gamma)
+        };
+        sum.total += w * focus * -log_p;
+        sum.weight += w;
+    }
+
+    /// The loss of class probabilities (row-major `n x k`) against `targets`.
+    pub fn of_probabilities(&self, probs: &[f32], targets: &[usize]) -> f64 {
+        let k = probs.len() / targets.len().max(1);
+        let mut sum = WeightedMean::default();
+        for (row, &y) in probs.chunks_exact(k.max(1)).zip(targets) {
+            self.add(&mut sum, y, f64::from(row[y]).ln());
+        }
+        sum.mean()
+    }
+}
+
+#[derive(Default)]
+struct WeightedMean {
+    total: f64,
+    weight: f64,
+}
+
+impl WeightedMean {
+    fn mean(&self) -> f64 {
+        if self.weight > 0.0 {
+            self.total / self.weight
+        } else {
+            0.0
+        }
     }
 }
 
@@ -179,13 +238,24 @@ mod tests {
             let want = logits
                 .cross_entropy_loss(&targets, w.as_ref(), Reduction::Mean, -100, 0.0)
                 .double_value(&[]);
-            let got = metrics_of(&scores, &weights, &labels, false).loss;
+            let got = metrics_of(
+                &scores,
+                &LossFn::new(&weights, LossSpec::CrossEntropy),
+                &labels,
+                false,
+            )
+            .loss;
             assert!(
                 (got - want).abs() < 1e-5 * want.abs().max(1.0),
                 "{got} vs {want}"
             );
         }
-        let m = metrics_of(&scores, &[], &labels, false);
+        let m = metrics_of(
+            &scores,
+            &LossFn::new(&[], LossSpec::CrossEntropy),
+            &labels,
+            false,
+        );
         let want_acc = logits
             .argmax(-1, false)
             .eq_tensor(&targets)

@@ -3,14 +3,15 @@
 
 use tch::{CModule, Device, Kind, Tensor, nn};
 
+use super::ensemble::{mean_softmax, member_vars, members_in};
 use super::model::TorchLayer;
-use super::{Checkpoint, EngineError, Mlp, build_model, forward_eval, load_model_vars};
+use super::{Checkpoint, EngineError, Mlp, build_model, in_chunks, load_model_vars};
 use crate::domain::{FeatureInfo, JobSpec};
 
 pub struct TrainedModel {
-    /// Owns the model's variables.
-    _vs: nn::VarStore,
-    model: Mlp,
+    /// One model, or an ensemble's members (each with the store owning its variables);
+    /// the probabilities are the mean of theirs.
+    members: Vec<(nn::VarStore, Mlp)>,
     features: FeatureInfo,
     /// The normalization statistics as `[1, d]` tensors on the model's device (made once:
     /// a tensor built from host memory inside a trace would be recorded as zeros).
@@ -31,17 +32,29 @@ impl TrainedModel {
         c: &Checkpoint,
         device: Device,
     ) -> Result<Self, EngineError> {
-        let mut vs = nn::VarStore::new(device);
-        let model = build_model(&vs, spec, features.width(), classes);
-        load_model_vars(&vs, &c.tensors)?;
-        vs.freeze();
+        let mut sets = member_vars(c, members_in(c));
+        sets.push(
+            c.tensors
+                .iter()
+                .map(|(n, t)| (n.clone(), t.shallow_clone()))
+                .collect(),
+        );
+        let members = sets
+            .iter()
+            .map(|vars| {
+                let mut vs = nn::VarStore::new(device);
+                let model = build_model(&vs, spec, features.width(), classes);
+                load_model_vars(&vs, vars)?;
+                vs.freeze();
+                Ok((vs, model))
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?;
         let d = features.width() as i64;
         let stat = |v: &[f32]| -> Result<Tensor, EngineError> {
             Ok(Tensor::from_slice(v).f_view([1, d])?.f_to_device(device)?)
         };
         Ok(Self {
-            _vs: vs,
-            model,
+            members,
             mean: stat(&features.mean)?,
             std: stat(&features.std)?,
             features: features.clone(),
@@ -68,10 +81,9 @@ impl TrainedModel {
             .f_view([n as i64, d as i64])?
             .f_to_device(self.device)?;
         let x = self.normalize(&x)?;
-        let probs = forward_eval(&mut self.model, &x)?
-            .f_softmax(-1, Kind::Float)?
-            .f_to_device(Device::Cpu)?
-            .f_flatten(0, -1)?;
+        let members = &mut self.members;
+        let probs = in_chunks(&x, |c| mean_softmax(members.iter_mut().map(|(_, m)| m), c))?;
+        let probs = probs.f_to_device(Device::Cpu)?.f_flatten(0, -1)?;
         Ok(Vec::<f32>::try_from(&probs)?)
     }
 
@@ -95,9 +107,9 @@ impl TrainedModel {
             "forward",
             &[example],
             &mut |inputs| {
-                let out = self.normalize(&inputs[0]).and_then(|x| {
-                    Ok(self.model.forward_t(&x, false).f_softmax(-1, Kind::Float)?)
-                });
+                let out = self
+                    .normalize(&inputs[0])
+                    .and_then(|x| mean_softmax(self.members.iter_mut().map(|(_, m)| m), &x));
                 match out {
                     Ok(p) => vec![p],
                     Err(e) => {
@@ -114,8 +126,25 @@ impl TrainedModel {
         Ok(())
     }
 
-    /// The equivalent PyTorch `nn.Sequential` (layers and state dict).
+    /// Members in the model (1 unless it is an ensemble).
+    pub fn members(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The equivalent PyTorch `nn.Sequential` (layers and state dict); for an ensemble, the
+    /// state dict of an `nn.ModuleList` of such `Sequential`s (names prefixed `<member>.`).
     pub fn sequential(&self) -> (Vec<TorchLayer>, Vec<(String, Tensor)>) {
-        self.model.sequential(self.global_step as i64)
+        let steps = self.global_step as i64;
+        if let [(_, m)] = self.members.as_slice() {
+            return m.sequential(steps);
+        }
+        let mut layers = Vec::new();
+        let mut state = Vec::new();
+        for (j, (_, m)) in self.members.iter().enumerate() {
+            let (l, s) = m.sequential(steps);
+            layers = l;
+            state.extend(s.into_iter().map(|(n, t)| (format!("{j}.{n}"), t)));
+        }
+        (layers, state)
     }
 }

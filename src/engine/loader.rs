@@ -6,6 +6,9 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Tensor};
 
+use super::{EngineError, TrainSplit};
+use crate::data::imbalance::{Resampled, Resampling, resample};
+
 /// One mini-batch: features `[b, d]` (float) and class indices `[b]` (int64).
 pub struct Batch {
     pub features: Tensor,
@@ -84,6 +87,107 @@ impl BatchLoader for InMemoryLoader {
                 targets: ys.narrow(0, start, len),
             }
         }))
+    }
+}
+
+/// The training split resampled (oversampled, undersampled or SMOTE), once before training
+/// or anew every epoch, each draw from a generator seeded by the job and the epoch. Only
+/// the training split ever goes through it.
+pub struct ResamplingLoader {
+    split: TrainSplit,
+    method: Resampling,
+    per_epoch: bool,
+    batch_size: usize,
+    shuffle_seed: u64,
+    resample_seed: u64,
+    device: Device,
+    /// The current draw.
+    inner: InMemoryLoader,
+    samples: usize,
+}
+
+impl ResamplingLoader {
+    pub fn new(
+        split: TrainSplit,
+        method: Resampling,
+        per_epoch: bool,
+        batch_size: usize,
+        shuffle_seed: u64,
+        resample_seed: u64,
+        device: Device,
+    ) -> Result<Self, EngineError> {
+        let first = Self::draw(&split, &method, resample_seed, 0)?;
+        let samples = first.targets.len();
+        let inner = InMemoryLoader::new(
+            &first.features,
+            split.width,
+            &first.targets,
+            batch_size,
+            shuffle_seed,
+            device,
+        );
+        Ok(Self {
+            split,
+            method,
+            per_epoch,
+            batch_size,
+            shuffle_seed,
+            resample_seed,
+            device,
+            inner,
+            samples,
+        })
+    }
+
+    fn draw(
+        split: &TrainSplit,
+        method: &Resampling,
+        seed: u64,
+        epoch: u32,
+    ) -> Result<Resampled, EngineError> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (u64::from(epoch) << 32));
+        resample(
+            &split.features,
+            split.width,
+            &split.targets,
+            split.classes,
+            method,
+            &mut rng,
+        )
+        .map_err(|e| EngineError::Internal(format!("resampling failed: {e}")))
+    }
+}
+
+impl BatchLoader for ResamplingLoader {
+    fn samples(&self) -> usize {
+        self.samples
+    }
+
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    fn epoch(&mut self, epoch: u32) -> Box<dyn Iterator<Item = Batch> + '_> {
+        if self.per_epoch {
+            // The sizes per class are fixed by the method, so every draw has `samples` rows.
+            match Self::draw(&self.split, &self.method, self.resample_seed, epoch) {
+                Ok(r) => {
+                    self.inner = InMemoryLoader::new(
+                        &r.features,
+                        self.split.width,
+                        &r.targets,
+                        self.batch_size,
+                        self.shuffle_seed,
+                        self.device,
+                    );
+                }
+                // Validated at submit; a failure here keeps the previous draw.
+                Err(e) => {
+                    tracing::error!(error = %e, "resampling failed; reusing the previous draw")
+                }
+            }
+        }
+        self.inner.epoch(epoch)
     }
 }
 

@@ -2,6 +2,7 @@
 //! It knows nothing of tokio or gRPC; it reports through a [`Observer`] and stops when the
 //! cancel flag is set.
 
+mod ensemble;
 mod epoch_metrics;
 mod inference;
 mod loader;
@@ -14,14 +15,17 @@ use std::time::Instant;
 use tch::{Device, Kind, Reduction, Tensor, nn};
 
 use epoch_metrics::{EpochOutputs, MetricsWorker};
+pub use epoch_metrics::{LossFn, probability_metrics};
 pub use epoch_metrics::{Scores, metrics_of};
 pub use inference::TrainedModel;
-pub use loader::{Batch, BatchLoader, InMemoryLoader};
+pub use loader::{Batch, BatchLoader, InMemoryLoader, ResamplingLoader};
 pub use model::{Mlp, TorchLayer};
 pub use optim::{AdaDelta, Optimizer};
 
-use crate::data::{Dataset, Normalizer, stratified_split};
-use crate::domain::{EpochEnd, FeatureInfo, IterationProgress, JobSpec, ModelSpec, RunInfo};
+use crate::data::{Dataset, Normalizer, imbalance, stratified_split};
+use crate::domain::{
+    EpochEnd, FeatureInfo, IterationProgress, JobSpec, LossSpec, ModelSpec, RunInfo,
+};
 
 /// Rows per forward pass when evaluating, to bound memory.
 const EVAL_CHUNK: i64 = 8192;
@@ -107,8 +111,15 @@ pub fn device_name(d: Device) -> String {
     }
 }
 
-/// Trains `spec` on `data`. Returns when all epochs ran, on cancel (`Err(Cancelled)`), or
-/// on failure.
+/// Seeds derived from the job's seed (the split uses the seed itself).
+const SHUFFLE_SEED: u64 = 1;
+const INIT_SEED: u64 = 2;
+const RESAMPLE_SEED: u64 = 3;
+const BAGGING_SEED: u64 = 4;
+
+/// Trains `spec` on `data`: one model, or an ensemble's members one after the other.
+/// Returns when all epochs ran, on cancel (`Err(Cancelled)`), or on failure. `resume`'s
+/// epoch is a checkpoint epoch ([`JobSpec::checkpoint_epoch`]).
 pub fn train(
     spec: &JobSpec,
     data: &Dataset,
@@ -119,37 +130,119 @@ pub fn train(
 ) -> Result<(), EngineError> {
     let split = stratified_split(data, spec.validation_fraction, spec.seed);
     let norm = Normalizer::fit(data, &split.train);
-    let train_targets: Vec<usize> = split.train.iter().map(|&r| data.targets[r]).collect();
-    let mut loader = InMemoryLoader::new(
-        &norm.apply(data, &split.train),
-        data.width,
-        &train_targets,
-        spec.batch_size as usize,
-        spec.seed.wrapping_add(1),
-        device,
-    );
+    let k = data.labels.len();
+    let train = TrainSplit {
+        features: norm.apply(data, &split.train),
+        targets: split.train.iter().map(|&r| data.targets[r]).collect(),
+        width: data.width,
+        classes: k,
+    };
+    let train_counts = imbalance::counts(&train.targets, k);
+    let class_weights =
+        imbalance::resolve_class_weights(spec.class_weighting, &spec.class_weights, &train_counts);
+    let planned = imbalance::planned_counts(spec, &train_counts)
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
     let validation = (!split.validation.is_empty()).then(|| EvalSet {
         features: Tensor::from_slice(&norm.apply(data, &split.validation))
             .view([split.validation.len() as i64, data.width as i64])
             .to_device(device),
         targets: split.validation.iter().map(|&r| data.targets[r]).collect(),
     });
-    let features = FeatureInfo {
-        names: data.feature_names.clone(),
-        mean: norm.mean.clone(),
-        std: norm.std.clone(),
-    };
-    train_with_loader(
+    let members = spec.ensemble.map_or(1, |e| u64::from(e.members()));
+    let samples: usize = planned.iter().sum();
+    observer.started(RunInfo {
+        parameter_count: spec.parameter_count(data.width as u64, k as u64) * members,
+        labels: data.labels.clone(),
+        train_samples: samples as u64,
+        validation_samples: validation.as_ref().map_or(0, |v| v.targets.len() as u64),
+        iterations_per_epoch: samples.div_ceil(spec.batch_size as usize) as u32,
+        device: device_name(device),
+        features: FeatureInfo {
+            names: data.feature_names.clone(),
+            mean: norm.mean.clone(),
+            std: norm.std.clone(),
+        },
+        class_weights: class_weights.clone(),
+        train_class_counts: train_counts.iter().map(|&c| c as u64).collect(),
+        resampled_class_counts: planned.iter().map(|&c| c as u64).collect(),
+    });
+    let run = Run {
         spec,
-        &data.labels,
-        &features,
-        &mut loader,
-        validation.as_ref(),
+        labels: &data.labels,
+        width: data.width,
+        class_weights: &class_weights,
         device,
+        member: None,
+    };
+    if let Some(e) = spec.ensemble {
+        return ensemble::train(
+            &run,
+            e.members(),
+            &train,
+            validation.as_ref(),
+            observer,
+            cancel,
+            resume,
+        );
+    }
+    let seed = spec.seed.wrapping_add(SHUFFLE_SEED);
+    let bs = spec.batch_size as usize;
+    let mut loader: Box<dyn BatchLoader> = match &spec.resampling {
+        None => Box::new(InMemoryLoader::new(
+            &train.features,
+            train.width,
+            &train.targets,
+            bs,
+            seed,
+            device,
+        )),
+        Some(r) => Box::new(ResamplingLoader::new(
+            train,
+            imbalance::Resampling::from(r),
+            r.per_epoch,
+            bs,
+            seed,
+            spec.seed.wrapping_add(RESAMPLE_SEED),
+            device,
+        )?),
+    };
+    train_model(
+        &run,
+        &mut *loader,
+        validation.as_ref(),
         observer,
         cancel,
         resume,
     )
+    .map(|_| ())
+}
+
+/// The normalized training split, in host memory.
+pub struct TrainSplit {
+    /// Row-major `n x width`.
+    pub features: Vec<f32>,
+    pub targets: Vec<usize>,
+    pub width: usize,
+    pub classes: usize,
+}
+
+/// What one model's training loop needs besides its data.
+pub struct Run<'a> {
+    pub spec: &'a JobSpec,
+    pub labels: &'a [String],
+    pub width: usize,
+    /// One per class; empty means unweighted.
+    pub class_weights: &'a [f64],
+    pub device: Device,
+    /// Ensembles: the member this loop trains.
+    pub member: Option<Member<'a>>,
+}
+
+/// An ensemble member's place: its index and the final variables of the members before it
+/// (they go into its checkpoints, so a resumed job has them).
+pub struct Member<'a> {
+    pub index: u32,
+    pub finished: &'a [Vec<(String, Tensor)>],
 }
 
 /// The spec's model, freshly initialized from the job's seed, with its variables in `vs`.
@@ -160,7 +253,7 @@ pub fn build_model(vs: &nn::VarStore, spec: &JobSpec, inputs: usize, classes: us
             mlp,
             inputs as i64,
             classes as i64,
-            spec.seed.wrapping_add(2),
+            spec.seed.wrapping_add(INIT_SEED),
         ),
     }
 }
@@ -171,24 +264,24 @@ pub struct EvalSet {
     pub targets: Vec<usize>,
 }
 
-/// The training loop proper: any loader, any validation set.
-#[allow(clippy::too_many_arguments)]
-pub fn train_with_loader(
-    spec: &JobSpec,
-    labels: &[String],
-    features: &FeatureInfo,
+/// The training loop of one model: any loader, any validation set. `resume`'s epoch is
+/// the model's own (for an ensemble member, counted from its first epoch). Returns the
+/// model's final variables (`model.<name>`, CPU copies).
+pub fn train_model(
+    run: &Run<'_>,
     loader: &mut dyn BatchLoader,
     validation: Option<&EvalSet>,
-    device: Device,
     observer: &mut dyn Observer,
     cancel: &AtomicBool,
     resume: Option<Checkpoint>,
-) -> Result<(), EngineError> {
+) -> Result<Vec<(String, Tensor)>, EngineError> {
+    let (spec, device) = (run.spec, run.device);
+    let labels = run.labels;
     let vs = nn::VarStore::new(device);
-    let mut model = build_model(&vs, spec, features.width(), labels.len());
+    let mut model = build_model(&vs, spec, run.width, labels.len());
     let mut opt = Optimizer::new(&spec.optimizer, &vs, spec.learning_rate)?;
-    let weights = (!spec.class_weights.is_empty()).then(|| {
-        Tensor::from_slice(&spec.class_weights)
+    let weights = (!run.class_weights.is_empty()).then(|| {
+        Tensor::from_slice(run.class_weights)
             .to_kind(Kind::Float)
             .to_device(device)
     });
@@ -197,19 +290,22 @@ pub fn train_with_loader(
         0 => ipe.div_ceil(REPORTS_PER_EPOCH).max(1),
         n => n as usize,
     };
-    observer.started(RunInfo {
-        parameter_count: vs
-            .trainable_variables()
-            .iter()
-            .map(|t| t.numel() as u64)
-            .sum(),
-        labels: labels.to_vec(),
-        train_samples: loader.samples() as u64,
-        validation_samples: validation.map_or(0, |v| v.targets.len() as u64),
-        iterations_per_epoch: ipe as u32,
-        device: device_name(device),
-        features: features.clone(),
-    });
+    let member = run.member.as_ref().map(|m| m.index);
+    // Checkpoints: an ensemble member's epochs are numbered on from the members before it,
+    // and carry those members' variables.
+    let offset = member.map_or(0, |m| m * spec.epochs);
+    let finished = run.member.as_ref().map_or(&[][..], |m| m.finished);
+    let snapshot = |model: &Mlp, opt: &Optimizer, epoch: u32, step: u64| {
+        let mut c = snapshot(&vs, model, opt, offset + epoch, step)?;
+        for (j, tensors) in finished.iter().enumerate() {
+            for (name, t) in tensors {
+                c.tensors
+                    .push((format!("member{j}.{name}"), t.shallow_clone()));
+            }
+        }
+        Ok::<_, EngineError>(c)
+    };
+    let loss_fn = LossFn::new(run.class_weights, spec.loss);
 
     let (first_epoch, mut skip, mut global_step, mut partial) = match resume {
         Some(c) => {
@@ -221,7 +317,7 @@ pub fn train_with_loader(
         }
         None => (1, 0, 0, None),
     };
-    let mut worker = MetricsWorker::spawn(labels.to_vec(), spec.class_weights.clone())?;
+    let mut worker = MetricsWorker::spawn(labels.to_vec(), loss_fn, member)?;
     let mut epochs = || -> Result<(), EngineError> {
         for epoch in first_epoch..=spec.epochs {
             let epoch_start = Instant::now();
@@ -239,7 +335,7 @@ pub fn train_with_loader(
                     // Leave a checkpoint of exactly here (at an epoch's first batch, the
                     // previous epoch's checkpoint is that).
                     if i > 0 {
-                        let mut c = snapshot(&vs, &model, &opt, epoch, global_step)?;
+                        let mut c = snapshot(&model, &opt, epoch, global_step)?;
                         c.iteration = i as u32;
                         c.tensors
                             .push(("partial.logits".into(), Tensor::f_cat(&outputs, 0)?.copy()));
@@ -254,13 +350,7 @@ pub fn train_with_loader(
                 let iteration = i as u32 + 1;
                 global_step += 1;
                 let logits = model.forward_t(&batch.features, true);
-                let loss = logits.f_cross_entropy_loss(
-                    &batch.targets,
-                    weights.as_ref(),
-                    Reduction::Mean,
-                    -100,
-                    0.0,
-                )?;
+                let loss = training_loss(&logits, &batch.targets, weights.as_ref(), spec.loss)?;
                 opt.zero_grad();
                 loss.f_backward()?;
                 let value = loss.f_double_value(&[])?;
@@ -301,6 +391,7 @@ pub fn train_with_loader(
                         loss: window.mean_loss(),
                         learning_rate: opt.learning_rate(),
                         samples_per_second: window.samples_per_second(),
+                        member,
                     });
                     window = Window::new();
                 }
@@ -311,7 +402,7 @@ pub fn train_with_loader(
                     Ok(Scores::with_targets(&logits, v.targets.clone())?)
                 })
                 .transpose()?;
-            observer.checkpoint(snapshot(&vs, &model, &opt, epoch, global_step)?);
+            observer.checkpoint(snapshot(&model, &opt, epoch, global_step)?);
             let train = Scores::from_batches(&outputs, &seen_targets)?;
             worker.submit(EpochOutputs {
                 epoch,
@@ -324,8 +415,57 @@ pub fn train_with_loader(
     };
     let result = epochs();
     // Whatever happened, the epochs that ended are reported before the job's end.
-    let finished = worker.finish(observer);
-    result.and(finished)
+    let reported = worker.finish(observer);
+    result.and(reported)?;
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars.into_iter()
+        .map(|(name, t)| {
+            Ok((
+                format!("model.{name}"),
+                t.f_detach()?.f_to_device(Device::Cpu)?.copy(),
+            ))
+        })
+        .collect()
+}
+
+/// The loss trained on: class-weighted cross-entropy, or the softmax focal loss
+/// `-w_y (1 - p_y)^gamma log p_y` reduced the same way (sum over the batch divided by the
+/// sum of its rows' class weights), which is cross-entropy when gamma is 0.
+fn training_loss(
+    logits: &Tensor,
+    targets: &Tensor,
+    weights: Option<&Tensor>,
+    loss: LossSpec,
+) -> Result<Tensor, tch::TchError> {
+    match loss {
+        LossSpec::CrossEntropy => {
+            logits.f_cross_entropy_loss(targets, weights, Reduction::Mean, -100, 0.0)
+        }
+        LossSpec::Focal { gamma } => {
+            let log_p = logits
+                .f_log_softmax(-1, Kind::Float)?
+                .f_gather(1, &targets.f_unsqueeze(1)?, false)?
+                .f_squeeze_dim(1)?;
+            let focus = log_p
+                .f_exp()?
+                .f_neg()?
+                .f_add_scalar(1.0)?
+                .f_clamp_min(0.0)?
+                .f_pow_tensor_scalar(gamma)?;
+            let per_row = focus.f_mul(&log_p)?.f_neg()?;
+            match weights {
+                None => per_row.f_mean(Kind::Float),
+                Some(w) => {
+                    let w_y = w.f_index_select(0, targets)?;
+                    per_row
+                        .f_mul(&w_y)?
+                        .f_sum(Kind::Float)?
+                        .f_div(&w_y.f_sum(Kind::Float)?)
+                }
+            }
+        }
+    }
 }
 
 /// A deep copy of the training state, on the CPU.
@@ -451,12 +591,20 @@ impl Window {
 
 /// Evaluation-mode logits of `model` on `features`, in chunks to bound memory.
 pub fn forward_eval(model: &mut Mlp, features: &Tensor) -> Result<Tensor, EngineError> {
+    in_chunks(features, |x| Ok(model.forward_t(x, false)))
+}
+
+/// `f` applied to `x` in chunks of rows, without gradients, concatenated.
+fn in_chunks(
+    x: &Tensor,
+    mut f: impl FnMut(&Tensor) -> Result<Tensor, EngineError>,
+) -> Result<Tensor, EngineError> {
     tch::no_grad(|| {
-        let n = features.size()[0];
-        let chunks: Vec<Tensor> = (0..n)
+        let n = x.size()[0];
+        let chunks = (0..n)
             .step_by(EVAL_CHUNK as usize)
-            .map(|s| model.forward_t(&features.narrow(0, s, EVAL_CHUNK.min(n - s)), false))
-            .collect();
+            .map(|s| f(&x.narrow(0, s, EVAL_CHUNK.min(n - s))))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Tensor::f_cat(&chunks, 0)?)
     })
 }

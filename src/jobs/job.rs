@@ -9,8 +9,8 @@ use tokio::sync::watch;
 use super::persist::{Persist, Persister};
 use crate::data::Dataset;
 use crate::domain::{
-    EpochEnd, EventKind, FeatureInfo, IterationProgress, JobEvent, JobSpec, JobStatus,
-    ModelSelection, RunInfo,
+    ClassWeighting, EpochEnd, EventKind, FeatureInfo, IterationProgress, JobEvent, JobSpec,
+    JobStatus, LossSpec, ModelSelection, RunInfo,
 };
 use crate::engine::{Checkpoint, Observer};
 use crate::store::StoredJob;
@@ -35,6 +35,11 @@ pub struct JobSnapshot {
     /// The best epoch by the spec's `best_model_metric` and that metric's value.
     pub best: Option<(u32, f64)>,
     pub features: FeatureInfo,
+    /// The class weights training uses (empty: unweighted).
+    pub class_weights: Vec<f64>,
+    /// Training rows per class, before and after resampling.
+    pub train_class_counts: Vec<u64>,
+    pub resampled_class_counts: Vec<u64>,
 }
 
 /// Why a job was asked to stop.
@@ -105,7 +110,7 @@ impl Inner {
     }
 
     /// The one place an event changes a job's state (live, and when replaying the log).
-    fn apply(&mut self, kind: &EventKind, time: SystemTime) {
+    fn apply(&mut self, spec: &JobSpec, kind: &EventKind, time: SystemTime) {
         match kind {
             EventKind::Status { status, message } => {
                 self.status = *status;
@@ -117,11 +122,12 @@ impl Inner {
                 }
             }
             EventKind::Epoch(e) => {
-                self.epochs_completed = e.epoch;
-                if e.best_epoch == e.epoch
+                let epoch = spec.checkpoint_epoch(e);
+                self.epochs_completed = epoch;
+                if e.best_epoch == epoch
                     && let Some(score) = self.selection.score(e.selection_metrics())
                 {
-                    self.best = Some((e.epoch, score));
+                    self.best = Some((epoch, score));
                 }
                 self.last_epoch = Some((**e).clone());
             }
@@ -160,7 +166,7 @@ impl Job {
         }
         inner.info = stored.info;
         for e in stored.events {
-            inner.apply(&e.kind, e.time);
+            inner.apply(&stored.spec, &e.kind, e.time);
             inner.events.push(Arc::new(e));
         }
         inner.durable = inner.events.len() as u64;
@@ -193,7 +199,7 @@ impl Job {
             return;
         }
         let time = SystemTime::now();
-        inner.apply(&kind, time);
+        inner.apply(&self.spec, &kind, time);
         let seq = inner.events.len() as u64 + 1;
         let event = Arc::new(JobEvent {
             job_id: self.id.clone(),
@@ -314,6 +320,13 @@ impl Job {
                 (epoch, value)
             }),
             features: info.map(|i| i.features.clone()).unwrap_or_default(),
+            class_weights: info.map(|i| i.class_weights.clone()).unwrap_or_default(),
+            train_class_counts: info
+                .map(|i| i.train_class_counts.clone())
+                .unwrap_or_default(),
+            resampled_class_counts: info
+                .map(|i| i.resampled_class_counts.clone())
+                .unwrap_or_default(),
         }
     }
 }
@@ -336,9 +349,13 @@ impl Observer for JobObserver<'_> {
             inner.labels = info.labels.clone();
             inner.info = Some(info.clone());
         }
+        let imbalance = imbalance_summary(&self.job.spec, &info);
         self.job
             .persister
             .send(Persist::Info(self.job.id.clone(), info));
+        if let Some(message) = imbalance {
+            self.job.set_status(JobStatus::Running, message);
+        }
     }
 
     fn iteration(&mut self, progress: IterationProgress) {
@@ -361,15 +378,65 @@ impl Observer for JobObserver<'_> {
             let inner = self.job.lock();
             (inner.selection, inner.best)
         };
-        let score = selection.score(epoch.selection_metrics());
+        // An ensemble's model is the whole ensemble: only its own metrics can be best.
+        let candidate = self.job.spec.ensemble.is_none() || epoch.ensemble;
+        let score = selection
+            .score(epoch.selection_metrics())
+            .filter(|_| candidate);
+        let this = self.job.spec.checkpoint_epoch(&epoch);
         epoch.best_epoch = match (best, score) {
-            (Some((_, old)), Some(new)) if new > old => epoch.epoch,
-            (None, Some(_)) => epoch.epoch,
+            (Some((_, old)), Some(new)) if new > old => this,
+            (None, Some(_)) => this,
             (Some((b, _)), _) => b,
             (None, None) => 0,
         };
         self.job.push(EventKind::Epoch(Box::new(epoch)));
     }
+}
+
+/// What a job does about class imbalance, for a status message at its start: the class
+/// weights it uses, and the class counts before and after resampling. `None` when it does
+/// nothing about it.
+fn imbalance_summary(spec: &JobSpec, info: &RunInfo) -> Option<String> {
+    let mut parts = Vec::new();
+    if !info.class_weights.is_empty() {
+        let how = match spec.class_weighting {
+            ClassWeighting::Balanced => "BALANCED",
+            ClassWeighting::EffectiveNumber { .. } => "EFFECTIVE_NUMBER",
+            _ => "MANUAL",
+        };
+        let w: Vec<String> = info
+            .labels
+            .iter()
+            .zip(&info.class_weights)
+            .map(|(l, w)| format!("{l}={w:.4}"))
+            .collect();
+        parts.push(format!("class weights ({how}): {}", w.join(", ")));
+    }
+    let counts = |c: &[u64]| {
+        info.labels
+            .iter()
+            .zip(c)
+            .map(|(l, n)| format!("{l}:{n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if spec.resampling.is_some() || spec.ensemble.is_some() {
+        let what = if let Some(e) = spec.ensemble {
+            format!("balanced bagging, {} members, each", e.members())
+        } else {
+            "resampling".to_string()
+        };
+        parts.push(format!(
+            "{what}: training rows per class {} -> {}",
+            counts(&info.train_class_counts),
+            counts(&info.resampled_class_counts)
+        ));
+    }
+    if let LossSpec::Focal { gamma } = spec.loss {
+        parts.push(format!("focal loss (gamma {gamma})"));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// One watcher's position in a job's log.

@@ -218,9 +218,9 @@ impl JobManager {
         }
         spec.validate_class_weights(Some(&dataset.labels))?;
         spec.validate_model_size(dataset.width as u64, dataset.labels.len() as u64)?;
-        spec.validate_batches(
-            data::train_size(&dataset.class_counts(), spec.validation_fraction) as u64,
-        )?;
+        let train_counts = data::train_counts(&dataset.class_counts(), spec.validation_fraction);
+        let planned = data::imbalance::planned_counts(&spec, &train_counts)?;
+        spec.validate_batches(planned.iter().sum::<usize>() as u64)?;
         let mut state = self.shared.lock();
         if !state.accepting {
             return Err(JobError::ShuttingDown);

@@ -13,7 +13,7 @@ use super::job::{Job, JobSnapshot};
 use super::{JobError, JobManager};
 use crate::data::{self, DataError, Dataset};
 use crate::domain::{DatasetSpec, ModelVersion, SpecError};
-use crate::engine::TrainedModel;
+use crate::engine::{LossFn, TrainedModel};
 use crate::metrics::{self, Evaluation};
 use crate::store::{model_checkpoint, read_checkpoint_file};
 
@@ -143,7 +143,8 @@ impl JobManager {
         };
         let (_, epoch, model) = self.trained(job_id, version, self.shared.config.device)?;
         let probs = lock(&model).probabilities(&flat)?;
-        let loss = weighted_nll(&probs, &actual, &snap.spec.class_weights);
+        let loss =
+            LossFn::new(&snap.class_weights, snap.spec.loss).of_probabilities(&probs, &actual);
         Ok((
             epoch,
             metrics::full_report(&snap.labels, &actual, &probs, loss, target_recall),
@@ -384,18 +385,6 @@ fn eval_data_error(e: DataError) -> JobError {
         .into(),
         malformed => SpecError::new("data", malformed.to_string()).into(),
     }
-}
-
-/// Mean of `-ln p(true class)`, weighted by the job's class weights as in training.
-fn weighted_nll(probs: &[f32], actual: &[usize], class_weights: &[f64]) -> f64 {
-    let k = probs.len() / actual.len().max(1);
-    let (mut sum, mut weights) = (0.0, 0.0);
-    for (row, &y) in probs.chunks_exact(k.max(1)).zip(actual) {
-        let w = class_weights.get(y).copied().unwrap_or(1.0);
-        sum -= w * f64::from(row[y]).ln();
-        weights += w;
-    }
-    if weights > 0.0 { sum / weights } else { 0.0 }
 }
 
 /// What a user of the exported weights needs to rebuild and trust the model.

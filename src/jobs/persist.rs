@@ -88,13 +88,14 @@ fn run(store: &Store, rx: &mpsc::Receiver<Persist>) {
                     job.mark_durable(e.seq);
                     if let EventKind::Epoch(end) = &e.kind {
                         let dir = store.job_dir(&job.id);
-                        if end.best_epoch == end.epoch
-                            && let Err(err) = keep_best(&dir, end.epoch)
+                        let epoch = job.spec.checkpoint_epoch(end);
+                        if end.best_epoch == epoch
+                            && let Err(err) = keep_best(&dir, epoch)
                         {
-                            tracing::error!(job = %job.id, epoch = end.epoch, error = %err, "best model not kept");
+                            tracing::error!(job = %job.id, epoch, error = %err, "best model not kept");
                         }
                         // Older checkpoints are no longer needed once an epoch is recorded.
-                        if let Err(err) = prune_checkpoints(&dir, end.epoch) {
+                        if let Err(err) = prune_checkpoints(&dir, epoch) {
                             tracing::warn!(job = %job.id, error = %err, "old checkpoints not removed");
                         }
                     }

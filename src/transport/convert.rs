@@ -4,9 +4,9 @@ use std::time::SystemTime;
 
 use super::pb;
 use crate::domain::{
-    Activation, DatasetInfo, DatasetSpec, EpochEnd, EventKind, IterationProgress, JobEvent,
-    JobSpec, JobStatus, MlpSpec, ModelSelection, ModelSpec, ModelVersion, OptimizerSpec, SpecError,
-    SyntheticSpec,
+    Activation, ClassWeighting, DatasetInfo, DatasetSpec, EnsembleSpec, EpochEnd, EventKind,
+    IterationProgress, JobEvent, JobSpec, JobStatus, LossSpec, MlpSpec, ModelSelection, ModelSpec,
+    ModelVersion, OptimizerSpec, ResamplingMethod, ResamplingSpec, SpecError, SyntheticSpec,
 };
 use crate::jobs::{EvalData, ExportFormat, JobQuery, JobSnapshot, Predictions};
 use crate::metrics::curves::{ClassCurves, ThresholdPoint};
@@ -36,7 +36,94 @@ pub fn job_spec(spec: Option<pb::JobSpec>) -> Result<JobSpec, SpecError> {
         seed: s.seed,
         report_every: s.report_every,
         best_model_metric: model_selection(s.best_model_metric)?,
+        class_weighting: class_weighting(s.class_weighting, s.effective_number_beta)?,
+        resampling: resampling(s.resampling)?,
+        ensemble: ensemble(s.ensemble)?,
+        loss: loss(s.loss)?,
     })
+}
+
+/// Default of `effective_number_beta`.
+const DEFAULT_BETA: f64 = 0.999;
+/// Default of `resampling.k_neighbors`.
+const DEFAULT_K_NEIGHBORS: u32 = 5;
+/// Default of `loss.gamma`.
+const DEFAULT_FOCAL_GAMMA: f64 = 2.0;
+
+fn class_weighting(v: i32, beta: Option<f64>) -> Result<ClassWeighting, SpecError> {
+    use pb::ClassWeighting as W;
+    match W::try_from(v) {
+        Ok(W::Unspecified | W::Manual) => Ok(ClassWeighting::Manual),
+        Ok(W::None) => Ok(ClassWeighting::None),
+        Ok(W::Balanced) => Ok(ClassWeighting::Balanced),
+        Ok(W::EffectiveNumber) => Ok(ClassWeighting::EffectiveNumber {
+            beta: beta.unwrap_or(DEFAULT_BETA),
+        }),
+        Err(_) => Err(SpecError::new(
+            "spec.class_weighting",
+            format!("{v} is not a ClassWeighting; use NONE, MANUAL, BALANCED or EFFECTIVE_NUMBER"),
+        )),
+    }
+}
+
+fn resampling(r: Option<pb::Resampling>) -> Result<Option<ResamplingSpec>, SpecError> {
+    use pb::ResamplingMethod as M;
+    let Some(r) = r else { return Ok(None) };
+    let method = match M::try_from(r.method) {
+        Ok(M::Unspecified | M::None) => return Ok(None),
+        Ok(M::RandomOversample) => ResamplingMethod::RandomOversample,
+        Ok(M::RandomUndersample) => ResamplingMethod::RandomUndersample,
+        Ok(M::Smote) => ResamplingMethod::Smote {
+            k_neighbors: r.k_neighbors.unwrap_or(DEFAULT_K_NEIGHBORS),
+        },
+        Err(_) => {
+            return Err(SpecError::new(
+                "spec.resampling.method",
+                format!(
+                    "{} is not a ResamplingMethod; use NONE, RANDOM_OVERSAMPLE, RANDOM_UNDERSAMPLE or SMOTE",
+                    r.method
+                ),
+            ));
+        }
+    };
+    Ok(Some(ResamplingSpec {
+        method,
+        ratio: r.ratio.unwrap_or(1.0),
+        per_epoch: r.per_epoch,
+    }))
+}
+
+fn ensemble(e: Option<pb::Ensemble>) -> Result<Option<EnsembleSpec>, SpecError> {
+    use pb::EnsembleKind as K;
+    let Some(e) = e else { return Ok(None) };
+    match K::try_from(e.kind) {
+        Ok(K::Unspecified | K::None) => Ok(None),
+        Ok(K::BalancedBagging) => Ok(Some(EnsembleSpec::BalancedBagging { members: e.members })),
+        Err(_) => Err(SpecError::new(
+            "spec.ensemble.kind",
+            format!(
+                "{} is not an EnsembleKind; use NONE or BALANCED_BAGGING",
+                e.kind
+            ),
+        )),
+    }
+}
+
+fn loss(l: Option<pb::Loss>) -> Result<LossSpec, SpecError> {
+    use pb::LossKind as K;
+    let Some(l) = l else {
+        return Ok(LossSpec::CrossEntropy);
+    };
+    match K::try_from(l.kind) {
+        Ok(K::Unspecified | K::CrossEntropy) => Ok(LossSpec::CrossEntropy),
+        Ok(K::Focal) => Ok(LossSpec::Focal {
+            gamma: l.gamma.unwrap_or(DEFAULT_FOCAL_GAMMA),
+        }),
+        Err(_) => Err(SpecError::new(
+            "spec.loss.kind",
+            format!("{} is not a LossKind; use CROSS_ENTROPY or FOCAL", l.kind),
+        )),
+    }
 }
 
 fn csv_dataset(c: pb::CsvDataset) -> DatasetSpec {
@@ -294,6 +381,49 @@ pub fn spec_to_pb(s: &JobSpec) -> pb::JobSpec {
         seed: s.seed,
         report_every: s.report_every,
         best_model_metric: model_selection_to_pb(s.best_model_metric) as i32,
+        class_weighting: match s.class_weighting {
+            ClassWeighting::None => pb::ClassWeighting::None,
+            ClassWeighting::Manual => pb::ClassWeighting::Manual,
+            ClassWeighting::Balanced => pb::ClassWeighting::Balanced,
+            ClassWeighting::EffectiveNumber { .. } => pb::ClassWeighting::EffectiveNumber,
+        } as i32,
+        effective_number_beta: match s.class_weighting {
+            ClassWeighting::EffectiveNumber { beta } => Some(beta),
+            _ => None,
+        },
+        resampling: s.resampling.map(|r| {
+            let (method, k_neighbors) = match r.method {
+                ResamplingMethod::RandomOversample => {
+                    (pb::ResamplingMethod::RandomOversample, None)
+                }
+                ResamplingMethod::RandomUndersample => {
+                    (pb::ResamplingMethod::RandomUndersample, None)
+                }
+                ResamplingMethod::Smote { k_neighbors } => {
+                    (pb::ResamplingMethod::Smote, Some(k_neighbors))
+                }
+            };
+            pb::Resampling {
+                method: method as i32,
+                ratio: Some(r.ratio),
+                k_neighbors,
+                per_epoch: r.per_epoch,
+            }
+        }),
+        ensemble: s.ensemble.map(|e| pb::Ensemble {
+            kind: pb::EnsembleKind::BalancedBagging as i32,
+            members: e.members(),
+        }),
+        loss: Some(match s.loss {
+            LossSpec::CrossEntropy => pb::Loss {
+                kind: pb::LossKind::CrossEntropy as i32,
+                gamma: None,
+            },
+            LossSpec::Focal { gamma } => pb::Loss {
+                kind: pb::LossKind::Focal as i32,
+                gamma: Some(gamma),
+            },
+        }),
     }
 }
 
@@ -382,6 +512,9 @@ pub fn job(j: &JobSnapshot) -> pb::Job {
         best_epoch: j.best.map_or(0, |(e, _)| e),
         best_metric_value: j.best.map(|(_, v)| v),
         feature_names: j.features.names.clone(),
+        class_weights: j.class_weights.clone(),
+        train_class_counts: j.train_class_counts.clone(),
+        resampled_class_counts: j.resampled_class_counts.clone(),
     }
 }
 
@@ -412,6 +545,7 @@ fn iteration(p: &IterationProgress) -> pb::IterationProgress {
         loss: p.loss,
         learning_rate: p.learning_rate,
         samples_per_second: p.samples_per_second,
+        member: p.member,
     }
 }
 
@@ -422,6 +556,8 @@ fn epoch_end(e: &EpochEnd) -> pb::EpochEnd {
         validation: e.validation.as_ref().map(metrics),
         seconds: e.seconds,
         best_epoch: e.best_epoch,
+        member: e.member,
+        ensemble: e.ensemble,
     }
 }
 

@@ -88,6 +88,7 @@ pub fn spec(samples: u32, classes: u32, epochs: u32) -> pb::JobSpec {
         seed: 11,
         report_every: 0,
         best_model_metric: 0,
+        ..Default::default()
     }
 }
 
