@@ -199,6 +199,123 @@ const SPEC_CASES: &[(&str, Mutate, &[&str])] = &[
         },
         &["spec.optimizer.beta1"],
     ),
+    (
+        "weights with BALANCED",
+        |s| {
+            s.class_weighting = pb::ClassWeighting::Balanced as i32;
+            s.class_weights = vec![1.0, 2.0];
+        },
+        &["spec.class_weights", "BALANCED", "MANUAL"],
+    ),
+    (
+        "weights with NONE",
+        |s| {
+            s.class_weighting = pb::ClassWeighting::None as i32;
+            s.class_weights = vec![1.0, 2.0];
+        },
+        &["spec.class_weights", "NONE"],
+    ),
+    (
+        "effective number beta 1",
+        |s| {
+            s.class_weighting = pb::ClassWeighting::EffectiveNumber as i32;
+            s.effective_number_beta = Some(1.0);
+        },
+        &["spec.effective_number_beta", "[0, 1)"],
+    ),
+    (
+        "resampling ratio 0",
+        |s| {
+            s.resampling = Some(pb::Resampling {
+                method: pb::ResamplingMethod::RandomOversample as i32,
+                ratio: Some(0.0),
+                ..Default::default()
+            })
+        },
+        &["spec.resampling.ratio", "(0, 1]"],
+    ),
+    (
+        "resampling ratio 1.5",
+        |s| {
+            s.resampling = Some(pb::Resampling {
+                method: pb::ResamplingMethod::RandomUndersample as i32,
+                ratio: Some(1.5),
+                ..Default::default()
+            })
+        },
+        &["spec.resampling.ratio"],
+    ),
+    (
+        "SMOTE k larger than the smallest class",
+        |s| {
+            synthetic(s).class_ratios = vec![0.95, 0.05];
+            s.resampling = Some(pb::Resampling {
+                method: pb::ResamplingMethod::Smote as i32,
+                k_neighbors: Some(5),
+                ..Default::default()
+            })
+        },
+        &[
+            "spec.resampling.k_neighbors",
+            "4 training rows",
+            "at most 3",
+        ],
+    ),
+    (
+        "SMOTE k 0",
+        |s| {
+            s.resampling = Some(pb::Resampling {
+                method: pb::ResamplingMethod::Smote as i32,
+                k_neighbors: Some(0),
+                ..Default::default()
+            })
+        },
+        &["spec.resampling.k_neighbors", "at least 1"],
+    ),
+    (
+        "an ensemble of one",
+        |s| {
+            s.ensemble = Some(pb::Ensemble {
+                kind: pb::EnsembleKind::BalancedBagging as i32,
+                members: 1,
+            })
+        },
+        &["spec.ensemble.members", "2 to 50"],
+    ),
+    (
+        "bagging and resampling together",
+        |s| {
+            s.ensemble = Some(pb::Ensemble {
+                kind: pb::EnsembleKind::BalancedBagging as i32,
+                members: 3,
+            });
+            s.resampling = Some(pb::Resampling {
+                method: pb::ResamplingMethod::Smote as i32,
+                ..Default::default()
+            });
+        },
+        &["spec.resampling", "BALANCED_BAGGING", "remove one"],
+    ),
+    (
+        "focal gamma negative",
+        |s| {
+            s.loss = Some(pb::Loss {
+                kind: pb::LossKind::Focal as i32,
+                gamma: Some(-1.0),
+            })
+        },
+        &["spec.loss.gamma", "[0, 20]"],
+    ),
+    (
+        "unknown resampling method",
+        |s| {
+            s.resampling = Some(pb::Resampling {
+                method: 42,
+                ..Default::default()
+            })
+        },
+        &["spec.resampling.method", "42", "SMOTE"],
+    ),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

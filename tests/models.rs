@@ -119,8 +119,14 @@ async fn exported_models_give_predicts_probabilities_in_pytorch() {
     assert_eq!(job.feature_names.len(), 8);
     assert!(job.best_epoch >= 1 && job.best_epoch <= 4);
 
+    exports_match_predict(&mut c, &job, 1).await;
+}
+
+/// Exports the job's best model in both formats, loads them in PyTorch and checks they give
+/// Predict's probabilities to 1e-5.
+async fn exports_match_predict(c: &mut TrainerClient<Channel>, job: &pb::Job, members: usize) {
     let rows = random_rows(7, 64, 8);
-    let p = predict(&mut c, &job.id, &rows, pb::ModelVersion::Best)
+    let p = predict(c, &job.id, &rows, pb::ModelVersion::Best)
         .await
         .unwrap();
     assert_eq!(p.epoch, job.best_epoch);
@@ -128,15 +134,17 @@ async fn exported_models_give_predicts_probabilities_in_pytorch() {
     assert_eq!(p.predictions.len(), rows.len());
 
     let dir = tempfile::tempdir().unwrap();
-    let ts = export(&mut c, &job.id, pb::ExportFormat::Torchscript, dir.path()).await;
-    let st = export(&mut c, &job.id, pb::ExportFormat::Safetensors, dir.path()).await;
+    let ts = export(c, &job.id, pb::ExportFormat::Torchscript, dir.path()).await;
+    let st = export(c, &job.id, pb::ExportFormat::Safetensors, dir.path()).await;
     let names: Vec<&str> = ts.iter().chain(&st).map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["model.pt", "model.safetensors", "model_card.json"]);
     let card: Value = serde_json::from_slice(&std::fs::read(&st[1].1).unwrap()).unwrap();
     assert_eq!(card["epoch"], json!(job.best_epoch));
     assert_eq!(card["labels"], json!(job.labels));
     assert_eq!(card["features"], json!(job.feature_names));
-    assert_eq!(card["metrics"]["epoch"], json!(job.best_epoch));
+    assert_eq!(card["architecture"]["members"], json!(members));
+    assert_eq!(card["metrics"]["best_epoch"], json!(job.best_epoch));
+    assert_eq!(card["metrics"]["ensemble"], json!(members > 1));
 
     let rows_path = dir.path().join("rows.json");
     std::fs::write(&rows_path, serde_json::to_vec(&rows).unwrap()).unwrap();
@@ -160,6 +168,27 @@ async fn exported_models_give_predicts_probabilities_in_pytorch() {
             assert_eq!(want.label, job.labels[class]);
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensembles_predict_evaluate_and_export_as_one_model() {
+    let server = TestServer::start(1).await;
+    let mut c = server.client().await;
+    let mut s = spec(600, 2, 2);
+    s.model = common::mlp(vec![12], pb::Activation::Relu, true, 0.0);
+    s.ensemble = Some(pb::Ensemble {
+        kind: pb::EnsembleKind::BalancedBagging as i32,
+        members: 3,
+    });
+    let job = finished_job(&mut c, s).await;
+    assert_eq!(job.best_epoch, 6);
+    exports_match_predict(&mut c, &job, 3).await;
+    let mut rng = Rng(9);
+    let rows: Vec<(Vec<f32>, usize)> = random_rows(3, 100, 8)
+        .into_iter()
+        .map(|r| (r, rng.below(2)))
+        .collect();
+    check_evaluate_against_sklearn(&mut c, &job, &rows, Some(0.75)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -608,3 +608,40 @@ fn in_chunks(
         Ok(Tensor::f_cat(&chunks, 0)?)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn focal_loss_matches_its_definition_and_is_cross_entropy_at_gamma_0() {
+        let logits = Tensor::randn([40, 3], (Kind::Float, Device::Cpu)) * 2.0;
+        let targets = Tensor::randint(3, [40], (Kind::Int64, Device::Cpu));
+        let scores = Scores::from_tensors(&logits, &targets).unwrap();
+        let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        for weights in [vec![], vec![0.5, 3.0, 1.0]] {
+            let w =
+                (!weights.is_empty()).then(|| Tensor::from_slice(&weights).to_kind(Kind::Float));
+            let value = |loss| {
+                training_loss(&logits, &targets, w.as_ref(), loss)
+                    .unwrap()
+                    .double_value(&[])
+            };
+            // gamma 0 is exactly cross-entropy.
+            let ce = value(LossSpec::CrossEntropy);
+            let focal0 = value(LossSpec::Focal { gamma: 0.0 });
+            assert!((ce - focal0).abs() < 1e-6, "{ce} vs {focal0}");
+            // gamma 2: libtorch's value equals the plain-Rust definition used for metrics.
+            let focal = value(LossSpec::Focal { gamma: 2.0 });
+            let reference = metrics_of(
+                &scores,
+                &LossFn::new(&weights, LossSpec::Focal { gamma: 2.0 }),
+                &labels,
+                false,
+            )
+            .loss;
+            assert!((focal - reference).abs() < 1e-5, "{focal} vs {reference}");
+            assert!(focal < ce, "focal loss down-weights rows: {focal} < {ce}");
+        }
+    }
+}

@@ -282,10 +282,13 @@ impl Job {
         self.lock().stop_reason
     }
 
-    /// The metrics event of `epoch`, if it is recorded.
+    /// The metrics event of the model of checkpoint `epoch` (for an ensemble's last one,
+    /// the ensemble's own metrics), if it is recorded.
     pub fn epoch_end(&self, epoch: u32) -> Option<EpochEnd> {
         self.lock().events.iter().rev().find_map(|e| match &e.kind {
-            EventKind::Epoch(end) if end.epoch == epoch => Some((**end).clone()),
+            EventKind::Epoch(end) if self.spec.checkpoint_epoch(end) == epoch => {
+                Some((**end).clone())
+            }
             _ => None,
         })
     }

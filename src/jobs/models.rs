@@ -177,7 +177,7 @@ impl JobManager {
                     state.iter().map(|(n, t)| (n.as_str(), t)).collect();
                 tch::Tensor::write_safetensors(&named, &path).map_err(internal)?;
                 let job = self.shared.find(job_id)?;
-                let card = model_card(&snap, &job, epoch, version, &layers);
+                let card = model_card(&snap, &job, epoch, version, &layers, model.members());
                 Ok(vec![
                     ExportedFile {
                         name: "model.safetensors".into(),
@@ -394,6 +394,7 @@ fn model_card(
     epoch: u32,
     version: ModelVersion,
     layers: &[crate::engine::TorchLayer],
+    members: usize,
 ) -> serde_json::Value {
     let metrics = job.epoch_end(epoch);
     serde_json::json!({
@@ -404,8 +405,10 @@ fn model_card(
         "epoch": epoch,
         "best_model_metric": format!("{:?}", snap.spec.best_model_metric),
         "architecture": {
-            "framework": "torch.nn.Sequential",
+            "framework": if members > 1 { "torch.nn.ModuleList of torch.nn.Sequential" } else { "torch.nn.Sequential" },
             "layers": layers,
+            "members": members,
+            "combine": if members > 1 { "mean of the members' softmax probabilities; state_dict names are <member>.<layer>.<param>" } else { "single model" },
             "input_features": snap.features.width(),
             "classes": snap.labels.len(),
             "output": "logits; softmax over the last dimension gives the class probabilities",

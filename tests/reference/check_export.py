@@ -6,9 +6,11 @@ ROWS.json holds raw (unnormalized) feature rows. OUT.json gets
 {"torchscript": [[p...]...], "safetensors": [[p...]...]}: the TorchScript module applied
 to the raw rows, and the nn.Sequential rebuilt from the model card (only torch.nn layers
 named there), loaded with load_state_dict(strict=True) from the safetensors file, applied
-to the rows normalized as the card says, then softmax.
+to the rows normalized as the card says, then softmax (for an ensemble, an nn.ModuleList
+of such Sequentials whose softmax outputs are averaged).
 """
 
+import copy
 import json
 import sys
 
@@ -37,13 +39,23 @@ def main():
     with torch.no_grad():
         out["torchscript"] = scripted(x).tolist()
 
-    model = sequential(card["architecture"]["layers"])
+    arch = card["architecture"]
+    members = arch["members"]
+    if members == 1:
+        model = sequential(copy.deepcopy(arch["layers"]))
+        parts = [model]
+    else:
+        # An ensemble: a ModuleList of identical Sequentials, probabilities averaged.
+        parts = [sequential(copy.deepcopy(arch["layers"])) for _ in range(members)]
+        model = torch.nn.ModuleList(parts)
     model.load_state_dict(load_file(st), strict=True)
     model.eval()
     mean = torch.tensor(card["normalization"]["mean"], dtype=torch.float32)
     std = torch.tensor(card["normalization"]["std"], dtype=torch.float32)
     with torch.no_grad():
-        out["safetensors"] = torch.softmax(model((x - mean) / std), dim=-1).tolist()
+        z = (x - mean) / std
+        probs = sum(torch.softmax(p(z), dim=-1) for p in parts) / members
+        out["safetensors"] = probs.tolist()
     out["labels"] = card["labels"]
     out["features"] = card["features"]
     with open(out_path, "w") as f:
