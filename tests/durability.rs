@@ -288,3 +288,78 @@ async fn a_retried_submit_returns_the_same_job_even_after_a_restart() {
     assert_eq!(jobs.len(), 1, "no second job was created");
     server.stop("TERM");
 }
+
+/// The member and epoch of each epoch event, and its metrics.
+fn ensemble_history(events: &[pb::JobEvent]) -> Vec<(Option<u32>, u32, bool, pb::EpochEnd)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Epoch(x)) => {
+                let mut x = x.clone();
+                x.seconds = 0.0;
+                Some((x.member, x.epoch, x.ensemble, x))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ensemble_killed_mid_member_resumes_with_the_finished_members() {
+    let dirs = Dirs::new();
+    let server = dirs.start();
+    let mut c = connect(&server).await;
+    let mut s = long_spec();
+    s.epochs = 3;
+    if let Some(pb::dataset::Source::Synthetic(d)) =
+        s.dataset.as_mut().and_then(|d| d.source.as_mut())
+    {
+        d.class_ratios = vec![0.7, 0.3];
+    }
+    s.ensemble = Some(pb::Ensemble {
+        kind: pb::EnsembleKind::BalancedBagging as i32,
+        members: 3,
+    });
+    let reference = train(&mut c, s.clone()).await;
+    assert_eq!(statuses(&reference).last(), Some(&pb::JobStatus::Succeeded));
+    let job = c.submit_job(request(s)).await.unwrap().into_inner();
+    // Kill it inside member 1's second epoch: member 0 is finished, member 1 is not.
+    let seen = read_until(
+        &mut c,
+        &job.id,
+        |e| matches!(&e.kind, Some(Kind::Iteration(p)) if p.member == Some(1) && p.epoch == 2),
+    )
+    .await;
+    let (status, _) = server.stop("KILL");
+    assert!(!status.success());
+
+    let server = dirs.start();
+    let mut c = connect(&server).await;
+    let history = watch(&mut c, &job.id, 1).await;
+    assert_gap_free(&history);
+    assert_eq!(&history[..seen.len()], &seen[..]);
+    assert_eq!(
+        statuses(&history).last(),
+        Some(&pb::JobStatus::Succeeded),
+        "{}",
+        last_message(&history)
+    );
+    // Every member epoch once, in order, then the ensemble; all equal to the uninterrupted
+    // run's.
+    assert_eq!(ensemble_history(&history), ensemble_history(&reference));
+    let predict = |id: &str| pb::PredictRequest {
+        job_id: id.into(),
+        rows: vec![pb::FeatureRow {
+            values: vec![0.5; 8],
+        }],
+        model: 0,
+    };
+    let got = c.predict(predict(&job.id)).await.unwrap().into_inner();
+    let want = c
+        .predict(predict(&reference[0].job_id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got, want);
+    server.stop("TERM");
+}
