@@ -40,6 +40,7 @@ test: $(STAMP)
 bench: build
 	cargo bench --locked --bench throughput
 	cargo bench --locked --bench watchers
+	cargo bench --locked --bench imbalance
 
 lint: $(STAMP)
 	cargo fmt --check

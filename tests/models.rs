@@ -408,6 +408,7 @@ async fn check_evaluate_against_sklearn(
             })),
             model: pb::ModelVersion::Best as i32,
             target_recall,
+            positive_label: String::new(),
         })
         .await
         .unwrap()
@@ -599,6 +600,7 @@ async fn evaluate_reads_datasets_and_names_what_is_wrong() {
             data: Some(data),
             model: 0,
             target_recall,
+            positive_label: String::new(),
         };
     use pb::evaluate_request::Data;
     let csv_data = |path: &str| {
@@ -617,6 +619,28 @@ async fn evaluate_reads_datasets_and_names_what_is_wrong() {
     let report = e.threshold_report.unwrap();
     assert_eq!(report.positive_label, "yes");
     assert!(report.target_recall.unwrap().recall >= 0.5);
+    // The report about the other class: its recall is counted on the "no" rows.
+    let mut req = evaluate(csv_data("train.csv"), Some(0.5));
+    req.positive_label = "no".into();
+    let e = c.evaluate(req.clone()).await.unwrap().into_inner();
+    let report = e.threshold_report.unwrap();
+    assert_eq!(report.positive_label, "no");
+    let best = report.best_f1.unwrap();
+    let cm = best.confusion_matrix.unwrap();
+    assert_eq!(cm.labels, ["yes", "no"]);
+    let [_, fp, fn_, tp] = cm.counts[..] else {
+        panic!("{cm:?}")
+    };
+    assert_eq!(fn_ + tp, 60, "the 60 'no' rows are the positives");
+    assert!((best.recall - tp as f64 / 60.0).abs() < 1e-12);
+    assert!((best.precision - tp as f64 / (tp + fp) as f64).abs() < 1e-12);
+    req.positive_label = "maybe".into();
+    let err = c.evaluate(req).await.unwrap_err();
+    assert!(
+        err.message().starts_with("positive_label: 'maybe'"),
+        "{}",
+        err.message()
+    );
 
     // A label the job never saw, in a file with only one class.
     server.write_csv("other.csv", "a,b,label\n0.1,0.2,maybe\n");

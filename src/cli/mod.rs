@@ -115,6 +115,9 @@ pub enum Command {
         /// Binary problems: also report the highest threshold reaching this recall.
         #[arg(long)]
         target_recall: Option<f64>,
+        /// Binary problems: the class the threshold report is about (default: the second label).
+        #[arg(long)]
+        positive_label: Option<String>,
         #[arg(long, value_enum, default_value_t = VersionArg::Best)]
         model: VersionArg,
         /// Write the ROC and precision-recall curves as SVG files into this directory.
@@ -214,20 +217,16 @@ pub fn main() -> std::process::ExitCode {
                 source,
                 label_column,
                 target_recall,
+                positive_label,
                 model,
                 plot,
                 client,
             } => {
-                models::evaluate(
-                    &client,
-                    &job_id,
-                    source,
-                    label_column,
+                let report = models::ThresholdArgs {
                     target_recall,
-                    model,
-                    plot,
-                )
-                .await
+                    positive_label,
+                };
+                models::evaluate(&client, &job_id, source, label_column, report, model, plot).await
             }
             Command::Export {
                 job_id,

@@ -37,6 +37,12 @@ pub enum FormatArg {
     Safetensors,
 }
 
+/// What `evaluate`'s threshold report is about.
+pub struct ThresholdArgs {
+    pub target_recall: Option<f64>,
+    pub positive_label: Option<String>,
+}
+
 /// Where `evaluate` takes its labelled data from.
 #[derive(Debug, Clone, clap::Args)]
 #[group(required = true, multiple = false)]
@@ -171,7 +177,7 @@ pub async fn evaluate(
     job_id: &str,
     source: EvalSource,
     label_column: Option<String>,
-    target_recall: Option<f64>,
+    report: ThresholdArgs,
     version: VersionArg,
     plot: Option<PathBuf>,
 ) -> Result<ExitCode> {
@@ -203,7 +209,8 @@ pub async fn evaluate(
             job_id: job_id.to_string(),
             data: Some(data),
             model: version.pb(),
-            target_recall,
+            target_recall: report.target_recall,
+            positive_label: report.positive_label.unwrap_or_default(),
         })
         .await
         .map_err(status_error)?

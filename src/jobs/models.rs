@@ -14,6 +14,7 @@ use super::{JobError, JobManager};
 use crate::data::{self, DataError, Dataset};
 use crate::domain::{DatasetSpec, ModelVersion, SpecError};
 use crate::engine::{LossFn, TrainedModel};
+use crate::metrics::curves::threshold_report;
 use crate::metrics::{self, Evaluation};
 use crate::store::{model_checkpoint, read_checkpoint_file};
 
@@ -96,8 +97,12 @@ impl JobManager {
         version: ModelVersion,
         data: EvalData,
         target_recall: Option<f64>,
+        positive_label: Option<&str>,
     ) -> Result<(u32, Evaluation), JobError> {
         let snap = self.shared.find(job_id)?.snapshot();
+        let positive = positive_label
+            .map(|l| class_of(&snap.labels, l, "positive_label"))
+            .transpose()?;
         if let Some(r) = target_recall {
             if !(r > 0.0 && r <= 1.0) {
                 return Err(SpecError::new(
@@ -145,10 +150,11 @@ impl JobManager {
         let probs = lock(&model).probabilities(&flat)?;
         let loss =
             LossFn::new(&snap.class_weights, snap.spec.loss).of_probabilities(&probs, &actual);
-        Ok((
-            epoch,
-            metrics::full_report(&snap.labels, &actual, &probs, loss, target_recall),
-        ))
+        let mut report = metrics::full_report(&snap.labels, &actual, &probs, loss, target_recall);
+        if let (Some(p), Some(t)) = (positive, report.threshold_report.as_mut()) {
+            *t = threshold_report(&actual, &probs, snap.labels.len(), p, target_recall);
+        }
+        Ok((epoch, report))
     }
 
     /// The model as files PyTorch loads.

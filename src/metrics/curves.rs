@@ -101,6 +101,8 @@ pub struct ClassCurves {
 /// Binary operating points on the scores of class 1.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ThresholdReport {
+    /// The class the report is about (its probability is the score): 1 unless asked.
+    pub positive: usize,
     /// The threshold maximising F1 ([`best_f1_threshold`]).
     pub best_f1: Option<ThresholdPoint>,
     /// The requested recall, if any.
@@ -600,15 +602,7 @@ pub fn full_report(
     let (actual, probs) = (&actual[..n], &probs[..n * k]);
     let metrics = evaluate_with_curves(labels, actual, probs, loss);
     let counts = &metrics.confusion_matrix.counts;
-    let threshold_report = (k == 2).then(|| {
-        let (scores, positive) = class_column(actual, probs, k, 1);
-        ThresholdReport {
-            best_f1: best_f1_threshold(&scores, &positive),
-            target_recall,
-            at_target_recall: target_recall
-                .and_then(|t| threshold_for_recall(&scores, &positive, t)),
-        }
-    });
+    let threshold_report = (k == 2).then(|| threshold_report(actual, probs, k, 1, target_recall));
 
     Evaluation {
         balanced_accuracy: balanced_accuracy_of_counts(k, counts),
@@ -617,6 +611,26 @@ pub fn full_report(
         brier: brier_score(actual, probs, k),
         metrics,
         threshold_report,
+    }
+}
+
+/// Operating points on the probability of class `positive` (a row is positive when its
+/// probability is `>=` the threshold): [`best_f1_threshold`] and, with `target_recall`,
+/// [`threshold_for_recall`].
+pub fn threshold_report(
+    actual: &[usize],
+    probs: &[f32],
+    k: usize,
+    positive: usize,
+    target_recall: Option<f64>,
+) -> ThresholdReport {
+    let (scores, is_positive) = class_column(actual, probs, k, positive);
+    ThresholdReport {
+        positive,
+        best_f1: best_f1_threshold(&scores, &is_positive),
+        target_recall,
+        at_target_recall: target_recall
+            .and_then(|t| threshold_for_recall(&scores, &is_positive, t)),
     }
 }
 

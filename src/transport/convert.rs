@@ -618,6 +618,7 @@ fn class_curves(c: &ClassCurves) -> pb::ClassCurves {
     }
 }
 
+/// `labels` is `[negative, positive]`, the order of the confusion counts.
 fn threshold_point(p: &ThresholdPoint, labels: &[String]) -> pb::ThresholdPoint {
     pb::ThresholdPoint {
         threshold: p.threshold,
@@ -633,19 +634,23 @@ fn threshold_point(p: &ThresholdPoint, labels: &[String]) -> pb::ThresholdPoint 
 
 pub fn evaluation(e: &Evaluation, epoch: u32) -> pb::Evaluation {
     let labels = &e.metrics.confusion_matrix.labels;
+    let label = |i: usize| labels.get(i).cloned().unwrap_or_default();
     pb::Evaluation {
         metrics: Some(metrics(&e.metrics)),
         balanced_accuracy: e.balanced_accuracy,
         matthews_corrcoef: e.mcc,
         log_loss: e.log_loss,
         brier_score: e.brier,
-        threshold_report: e.threshold_report.as_ref().map(|t| pb::ThresholdReport {
-            positive_label: labels.get(1).cloned().unwrap_or_default(),
-            best_f1: t.best_f1.as_ref().map(|p| threshold_point(p, labels)),
-            target_recall: t
-                .at_target_recall
-                .as_ref()
-                .map(|p| threshold_point(p, labels)),
+        threshold_report: e.threshold_report.as_ref().map(|t| {
+            let sides = [label(1 - t.positive.min(1)), label(t.positive)];
+            pb::ThresholdReport {
+                positive_label: label(t.positive),
+                best_f1: t.best_f1.as_ref().map(|p| threshold_point(p, &sides)),
+                target_recall: t
+                    .at_target_recall
+                    .as_ref()
+                    .map(|p| threshold_point(p, &sides)),
+            }
         }),
         epoch,
         rows: e.metrics.confusion_matrix.counts.iter().sum(),

@@ -173,8 +173,11 @@ impl Trainer for TrainerService {
         let version = convert::model_version(req.model).map_err(status::from_spec_error)?;
         let data = convert::eval_data(req.data).map_err(status::from_spec_error)?;
         let jobs = self.jobs.clone();
-        let (epoch, e) =
-            blocking(move || jobs.evaluate(&req.job_id, version, data, req.target_recall)).await?;
+        let (epoch, e) = blocking(move || {
+            let positive = (!req.positive_label.is_empty()).then_some(req.positive_label.as_str());
+            jobs.evaluate(&req.job_id, version, data, req.target_recall, positive)
+        })
+        .await?;
         Ok(Response::new(convert::evaluation(&e, epoch)))
     }
 
