@@ -7,7 +7,7 @@ use crate::transport::pb;
 
 pub struct Renderer {
     json: bool,
-    bar: Option<(u32, ProgressBar)>,
+    bar: Option<((Option<u32>, u32), ProgressBar)>,
 }
 
 fn status_name(v: i32) -> &'static str {
@@ -42,7 +42,7 @@ impl Renderer {
                 );
             }
             Some(Kind::Iteration(p)) => {
-                let bar = self.bar_for(p.epoch, p.iterations_per_epoch);
+                let bar = self.bar_for((p.member, p.epoch), p.iterations_per_epoch);
                 bar.set_position(u64::from(p.iteration));
                 bar.set_message(format!(
                     "loss {:.4}  {:.0} samples/s",
@@ -59,7 +59,7 @@ impl Renderer {
         }
     }
 
-    fn bar_for(&mut self, epoch: u32, len: u32) -> &ProgressBar {
+    fn bar_for(&mut self, epoch: (Option<u32>, u32), len: u32) -> &ProgressBar {
         if self.bar.as_ref().is_none_or(|(e, _)| *e != epoch) {
             self.finish();
             let bar = ProgressBar::new(u64::from(len));
@@ -68,7 +68,10 @@ impl Renderer {
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
                     .progress_chars("=> "),
             );
-            bar.set_prefix(epoch.to_string());
+            bar.set_prefix(match epoch {
+                (Some(m), e) => format!("{e} (member {m})"),
+                (None, e) => e.to_string(),
+            });
             self.bar = Some((epoch, bar));
         }
         &self.bar.as_ref().expect("bar was just set").1
@@ -132,7 +135,7 @@ impl Renderer {
             "ID", "STATUS", "EPOCHS", "NAME"
         );
         for j in jobs {
-            let total = j.spec.as_ref().map_or(0, |s| s.epochs);
+            let total = total_epochs(j);
             println!(
                 "{:<36}  {:<9}  {:>6}  {:<20}  {}",
                 j.id,
@@ -151,11 +154,16 @@ impl Renderer {
         }
         println!("id:          {}", job.id);
         println!("status:      {} {}", status_name(job.status), job.message);
-        println!(
-            "epochs:      {}/{}",
-            job.epochs_completed,
-            job.spec.as_ref().map_or(0, |s| s.epochs)
-        );
+        println!("epochs:      {}/{}", job.epochs_completed, total_epochs(job));
+        if !job.class_weights.is_empty() {
+            println!("weights:     {:?}", job.class_weights);
+        }
+        if job.train_class_counts != job.resampled_class_counts {
+            println!(
+                "rows/class:  {:?} -> {:?} (resampled)",
+                job.train_class_counts, job.resampled_class_counts
+            );
+        }
         println!("parameters:  {}", job.parameter_count);
         println!("classes:     {}", job.labels.join(", "));
         println!(
@@ -187,7 +195,19 @@ fn short(id: &str) -> &str {
     &id[..id.len().min(8)]
 }
 
+/// Epochs a job trains in all: for an ensemble, every member's.
+fn total_epochs(j: &pb::Job) -> u32 {
+    j.spec.as_ref().map_or(0, |s| {
+        s.epochs * s.ensemble.as_ref().map_or(1, |e| e.members.max(1))
+    })
+}
+
 fn print_epoch(e: &pb::EpochEnd) {
+    match (e.member, e.ensemble) {
+        (Some(m), _) => print!("member {m} "),
+        (None, true) => print!("ensemble "),
+        _ => {}
+    }
     let summary = |m: &pb::Metrics| {
         format!(
             "loss {:.4}  acc {:.4}  macro-F1 {:.4}{}",
@@ -296,7 +316,8 @@ fn metrics_json(m: &Option<pb::Metrics>) -> Value {
 }
 
 fn epoch_json(e: &pb::EpochEnd) -> Value {
-    json!({"epoch": e.epoch, "train": metrics_json(&e.train), "validation": metrics_json(&e.validation), "seconds": e.seconds})
+    json!({"epoch": e.epoch, "member": e.member, "ensemble": e.ensemble, "best_epoch": e.best_epoch,
+        "train": metrics_json(&e.train), "validation": metrics_json(&e.validation), "seconds": e.seconds})
 }
 
 pub fn event_json(ev: &pb::JobEvent) -> Value {
@@ -312,7 +333,7 @@ pub fn event_json(ev: &pb::JobEvent) -> Value {
             json!({
                 "epoch": p.epoch, "iteration": p.iteration, "iterations_per_epoch": p.iterations_per_epoch,
                 "global_step": p.global_step, "loss": p.loss, "learning_rate": p.learning_rate,
-                "samples_per_second": p.samples_per_second,
+                "samples_per_second": p.samples_per_second, "member": p.member,
             }),
         ),
         Some(Kind::Epoch(e)) => ("epoch", epoch_json(e)),
