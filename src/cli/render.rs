@@ -154,7 +154,11 @@ impl Renderer {
         }
         println!("id:          {}", job.id);
         println!("status:      {} {}", status_name(job.status), job.message);
-        println!("epochs:      {}/{}", job.epochs_completed, total_epochs(job));
+        println!(
+            "epochs:      {}/{}",
+            job.epochs_completed,
+            total_epochs(job)
+        );
         if !job.class_weights.is_empty() {
             println!("weights:     {:?}", job.class_weights);
         }

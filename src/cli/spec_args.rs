@@ -126,6 +126,64 @@ pub struct SpecArgs {
     /// Focal loss gamma (default 2).
     #[arg(long)]
     pub gamma: Option<f64>,
+    /// Clip the gradients' total L2 norm to this.
+    #[arg(long)]
+    pub clip_norm: Option<f64>,
+    /// Stop after this many epochs without improvement of --best-by.
+    #[arg(long)]
+    pub patience: Option<u32>,
+    /// Smallest improvement that resets --patience.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_delta: f64,
+    /// Learning-rate schedule (PyTorch's defaults for the settings not given).
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Constant)]
+    pub lr_schedule: ScheduleArg,
+    /// step: epochs between decays.
+    #[arg(long, default_value_t = 1)]
+    pub step_size: u32,
+    /// step, exponential: the decay factor; plateau: the reduction factor.
+    #[arg(long)]
+    pub lr_gamma: Option<f64>,
+    /// cosine: epochs of linear warmup.
+    #[arg(long, default_value_t = 0)]
+    pub warmup_epochs: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScheduleArg {
+    Constant,
+    Step,
+    Exponential,
+    Cosine,
+    OneCycle,
+    Plateau,
+}
+
+impl SpecArgs {
+    fn lr_schedule(&self) -> Option<pb::LrSchedule> {
+        use pb::lr_schedule::Kind;
+        let gamma = self.lr_gamma.unwrap_or(0.1);
+        let kind = match self.lr_schedule {
+            ScheduleArg::Constant => return None,
+            ScheduleArg::Step => Kind::Step(pb::StepSchedule {
+                step_size: self.step_size,
+                gamma,
+            }),
+            ScheduleArg::Exponential => Kind::Exponential(pb::ExponentialSchedule {
+                gamma: self.lr_gamma.unwrap_or(0.9),
+            }),
+            ScheduleArg::Cosine => Kind::Cosine(pb::CosineSchedule {
+                warmup_epochs: self.warmup_epochs,
+                ..Default::default()
+            }),
+            ScheduleArg::OneCycle => Kind::OneCycle(pb::OneCycleSchedule::default()),
+            ScheduleArg::Plateau => Kind::ReduceOnPlateau(pb::PlateauSchedule {
+                factor: self.lr_gamma,
+                ..Default::default()
+            }),
+        };
+        Some(pb::LrSchedule { kind: Some(kind) })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -247,6 +305,12 @@ impl SpecArgs {
                 ensemble: (self.bagging > 0).then_some(pb::Ensemble {
                     kind: pb::EnsembleKind::BalancedBagging as i32,
                     members: self.bagging,
+                }),
+                lr_schedule: self.lr_schedule(),
+                gradient_clip_norm: self.clip_norm,
+                early_stopping: self.patience.map(|patience| pb::EarlyStopping {
+                    patience,
+                    min_delta: self.min_delta,
                 }),
                 loss: Some(pb::Loss {
                     kind: match self.loss {

@@ -78,6 +78,28 @@ pub struct EpochEnd {
     /// The ensemble's metrics (averaged member probabilities), once after the last member.
     #[serde(default)]
     pub ensemble: bool,
+    /// Validation loss minus training loss.
+    #[serde(default)]
+    pub generalization_gap: Option<f64>,
+    /// Validation loss rose while training loss fell, against the previous epoch.
+    #[serde(default)]
+    pub overfitting: bool,
+    /// Per-layer diagnostics on a fixed sample.
+    #[serde(default)]
+    pub layers: Vec<LayerDiagnostics>,
+}
+
+/// What one layer does on the diagnostic sample (see the proto for each field).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LayerDiagnostics {
+    pub name: String,
+    pub activation_mean: f64,
+    pub activation_std: f64,
+    pub saturated_fraction: Option<f64>,
+    pub dead_fraction: Option<f64>,
+    pub weight_norm: f64,
+    pub gradient_norm: f64,
+    pub update_ratio: f64,
 }
 
 impl EpochEnd {

@@ -7,10 +7,12 @@ mod spec;
 
 pub use dataset::DatasetInfo;
 pub use event::{
-    EpochEnd, EventKind, FeatureInfo, IterationProgress, JobEvent, JobStatus, RunInfo,
+    EpochEnd, EventKind, FeatureInfo, IterationProgress, JobEvent, JobStatus, LayerDiagnostics,
+    RunInfo,
 };
 pub use spec::{
-    Activation, ClassWeighting, DatasetSpec, EnsembleSpec, JobSpec, LossSpec, MAX_BATCH_SIZE,
-    MAX_ENSEMBLE_MEMBERS, MAX_EPOCHS, MlpSpec, ModelSelection, ModelSpec, ModelVersion,
-    OptimizerSpec, ResamplingMethod, ResamplingSpec, SpecError, SyntheticSpec,
+    Activation, ClassWeighting, DatasetSpec, EarlyStopping, EnsembleSpec, JobSpec, LossSpec,
+    LrSchedule, MAX_BATCH_SIZE, MAX_ENSEMBLE_MEMBERS, MAX_EPOCHS, MlpSpec, ModelSelection,
+    ModelSpec, ModelVersion, OptimizerSpec, ResamplingMethod, ResamplingSpec, SpecError,
+    SyntheticSpec,
 };

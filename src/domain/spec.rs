@@ -63,6 +63,62 @@ pub struct JobSpec {
     pub ensemble: Option<EnsembleSpec>,
     #[serde(default)]
     pub loss: LossSpec,
+    /// Largest total L2 norm of the gradients; `None` = no clipping.
+    #[serde(default)]
+    pub gradient_clip_norm: Option<f64>,
+    /// Stop when `best_model_metric` stops improving; `None` = train every epoch.
+    #[serde(default)]
+    pub early_stopping: Option<EarlyStopping>,
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+}
+
+/// A learning-rate schedule, as given in a job spec (`spec.lr_schedule`).
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub enum LrSchedule {
+    #[default]
+    Constant,
+    /// torch StepLR(step_size, gamma), stepped once per epoch.
+    Step { step_size: u32, gamma: f64 },
+    /// torch ExponentialLR(gamma), per epoch.
+    Exponential { gamma: f64 },
+    /// Linear warmup for `warmup_epochs` epochs (torch `LinearLR(start_factor =
+    /// warmup_start_factor, end_factor = 1, total_iters = warmup_epochs)`), then
+    /// `CosineAnnealingLR(T_max = epochs - warmup_epochs, eta_min)`: exactly torch
+    /// `SequentialLR([LinearLR, CosineAnnealingLR], milestones = [warmup_epochs])`. With
+    /// `warmup_epochs = 0` it is plain `CosineAnnealingLR(T_max = epochs, eta_min)`. Per epoch.
+    Cosine {
+        warmup_epochs: u32,
+        warmup_start_factor: f64,
+        eta_min: f64,
+    },
+    /// torch `OneCycleLR(max_lr, total_steps = epochs * steps_per_epoch, pct_start,
+    /// anneal_strategy = 'cos', div_factor, final_div_factor, three_phase = False,
+    /// cycle_momentum = False)`, stepped every iteration. The job's learning_rate is max_lr.
+    OneCycle {
+        pct_start: f64,
+        div_factor: f64,
+        final_div_factor: f64,
+    },
+    /// torch `ReduceLROnPlateau(mode = 'max' if maximize else 'min', factor, patience,
+    /// threshold, threshold_mode = 'rel', cooldown, min_lr)` (eps = 1e-8), stepped once per
+    /// epoch with the monitored metric value.
+    ReduceOnPlateau {
+        maximize: bool,
+        factor: f64,
+        patience: u32,
+        threshold: f64,
+        cooldown: u32,
+        min_lr: f64,
+    },
+}
+
+/// Stop after `patience` epochs in which `best_model_metric` improved by no more than
+/// `min_delta` on the best so far.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EarlyStopping {
+    pub patience: u32,
+    pub min_delta: f64,
 }
 
 /// Where the class weights come from.
@@ -368,9 +424,27 @@ impl JobSpec {
         )?;
         self.validate_class_weights(None)?;
         self.validate_imbalance()?;
+        self.validate_dynamics()?;
         self.validate_optimizer()?;
         self.validate_model()?;
         self.validate_dataset()
+    }
+
+    /// Gradient clipping and early stopping.
+    fn validate_dynamics(&self) -> Result<(), SpecError> {
+        if let Some(c) = self.gradient_clip_norm {
+            check_positive(c, "spec.gradient_clip_norm")?;
+        }
+        if let Some(e) = &self.early_stopping {
+            check(e.patience >= 1, "spec.early_stopping.patience", || {
+                "must be at least 1 epoch; 3 to 10 is usual".into()
+            })?;
+            check_non_negative(e.min_delta, "spec.early_stopping.min_delta")?;
+            check(self.ensemble.is_none(), "spec.early_stopping", || {
+                "applies to single models, not to ensembles; remove it or spec.ensemble".into()
+            })?;
+        }
+        Ok(())
     }
 
     /// Class weighting, resampling, ensemble and loss settings, and how they combine.
@@ -702,6 +776,9 @@ mod tests {
             resampling: None,
             ensemble: None,
             loss: LossSpec::CrossEntropy,
+            gradient_clip_norm: None,
+            early_stopping: None,
+            lr_schedule: LrSchedule::Constant,
         };
         assert_eq!(spec(vec![], false).parameter_count(4, 3), 4 * 3 + 3);
         assert_eq!(

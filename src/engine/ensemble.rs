@@ -107,6 +107,9 @@ pub(super) fn train(
         best_epoch: 0,
         member: None,
         ensemble: true,
+        generalization_gap: None,
+        overfitting: false,
+        layers: Vec::new(),
     });
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use tch::{Device, Kind, Tensor};
 
 use super::{EngineError, Observer};
-use crate::domain::{EpochEnd, LossSpec};
+use crate::domain::{EpochEnd, LayerDiagnostics, LossSpec};
 use crate::metrics::{self, Metrics};
 
 /// Logits (row-major `n x k`) and true classes of one pass, in host memory.
@@ -50,6 +50,8 @@ pub struct EpochOutputs {
     pub train: Scores,
     /// Evaluation-mode outputs on the validation split.
     pub validation: Option<Scores>,
+    /// Per-layer diagnostics at the epoch's end.
+    pub layers: Vec<LayerDiagnostics>,
 }
 
 pub struct MetricsWorker {
@@ -71,6 +73,8 @@ impl MetricsWorker {
         let handle = std::thread::Builder::new()
             .name("epoch-metrics".into())
             .spawn(move || {
+                // (train loss, validation loss) of the previous epoch.
+                let mut previous: Option<(f64, f64)> = None;
                 for out in work {
                     let end = EpochEnd {
                         epoch: out.epoch,
@@ -84,7 +88,17 @@ impl MetricsWorker {
                         best_epoch: 0,
                         member,
                         ensemble: false,
+                        generalization_gap: None,
+                        overfitting: false,
+                        layers: out.layers,
                     };
+                    let mut end = end;
+                    if let Some(v) = &end.validation {
+                        let now = (end.train.loss, v.loss);
+                        end.generalization_gap = Some(now.1 - now.0);
+                        end.overfitting = previous.is_some_and(|(t, v)| now.1 > v && now.0 < t);
+                        previous = Some(now);
+                    }
                     if done.send(end).is_err() {
                         return;
                     }
@@ -110,6 +124,13 @@ impl MetricsWorker {
         while let Ok(end) = self.rx.try_recv() {
             observer.epoch_end(end);
         }
+    }
+
+    /// Waits for the next epoch's metrics and returns them; the caller reports them.
+    pub fn next(&mut self) -> Result<EpochEnd, EngineError> {
+        self.rx
+            .recv()
+            .map_err(|_| EngineError::Internal("the metrics thread stopped".into()))
     }
 
     /// Waits for and reports the remaining epochs.

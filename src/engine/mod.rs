@@ -2,18 +2,21 @@
 //! It knows nothing of tokio or gRPC; it reports through a [`Observer`] and stops when the
 //! cancel flag is set.
 
+mod diagnostics;
 mod ensemble;
 mod epoch_metrics;
 mod inference;
 mod loader;
 mod model;
 mod optim;
+pub mod schedule;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use tch::{Device, Kind, Reduction, Tensor, nn};
 
+use diagnostics::{DivergenceWatch, clip_grad_norm, layer_diagnostics, weights_before};
 use epoch_metrics::{EpochOutputs, MetricsWorker};
 pub use epoch_metrics::{LossFn, probability_metrics};
 pub use epoch_metrics::{Scores, metrics_of};
@@ -21,10 +24,11 @@ pub use inference::TrainedModel;
 pub use loader::{Batch, BatchLoader, InMemoryLoader, ResamplingLoader};
 pub use model::{Mlp, TorchLayer};
 pub use optim::{AdaDelta, Optimizer};
+use schedule::{Scheduler, SchedulerState};
 
 use crate::data::{Dataset, Normalizer, imbalance, stratified_split};
 use crate::domain::{
-    EpochEnd, FeatureInfo, IterationProgress, JobSpec, LossSpec, ModelSpec, RunInfo,
+    EpochEnd, FeatureInfo, IterationProgress, JobSpec, LossSpec, LrSchedule, ModelSpec, RunInfo,
 };
 
 /// Rows per forward pass when evaluating, to bound memory.
@@ -73,6 +77,21 @@ pub enum EngineError {
         loss: f64,
         learning_rate: f64,
     },
+    #[error(
+        "the training loss exploded at step {step} (epoch {epoch}, iteration {iteration}): smoothed over the last steps it rose to {loss:.4}, more than {factor} times its lowest ({lowest:.4}); the learning rate ({learning_rate:e}) is likely too high: try a value 10 times smaller"
+    )]
+    Exploded {
+        step: u64,
+        epoch: u32,
+        iteration: u32,
+        loss: f64,
+        lowest: f64,
+        factor: f64,
+        learning_rate: f64,
+    },
+    /// Not a failure: early stopping ended training; the message says why.
+    #[error("{0}")]
+    StoppedEarly(String),
     #[error("internal error: {0}")]
     Internal(String),
     #[error("libtorch error: {0}")]
@@ -295,8 +314,20 @@ pub fn train_model(
     // and carry those members' variables.
     let offset = member.map_or(0, |m| m * spec.epochs);
     let finished = run.member.as_ref().map_or(&[][..], |m| m.finished);
-    let snapshot = |model: &Mlp, opt: &Optimizer, epoch: u32, step: u64| {
+    let snapshot = |model: &Mlp, opt: &Optimizer, scheduler: &Scheduler, epoch: u32, step: u64| {
         let mut c = snapshot(&vs, model, opt, offset + epoch, step)?;
+        let s = scheduler.state();
+        c.tensors.push((
+            "sched.state".into(),
+            Tensor::from_slice(&[
+                f64::from(s.epoch),
+                s.step as f64,
+                s.lr,
+                s.best,
+                f64::from(s.num_bad_epochs),
+                f64::from(s.cooldown_counter),
+            ]),
+        ));
         for (j, tensors) in finished.iter().enumerate() {
             for (name, t) in tensors {
                 c.tensors
@@ -306,6 +337,32 @@ pub fn train_model(
         Ok::<_, EngineError>(c)
     };
     let loss_fn = LossFn::new(run.class_weights, spec.loss);
+    // The diagnostic sample: the first validation rows, fixed for the whole run.
+    let fixed_sample = validation
+        .map(|v| {
+            let n = v.features.size()[0].min(diagnostics::SAMPLE_ROWS);
+            v.features.f_narrow(0, 0, n)
+        })
+        .transpose()?;
+    let k = labels.len() as f64;
+    let chance = match spec.loss {
+        LossSpec::CrossEntropy => k.ln(),
+        LossSpec::Focal { gamma } => (1.0 - 1.0 / k).powf(gamma) * k.ln(),
+    };
+    let mut watch = DivergenceWatch::new(chance);
+    let mut stopping = spec.early_stopping.map(EarlyStopper::new);
+    let mut scheduler = Scheduler::new(
+        spec.lr_schedule,
+        spec.learning_rate,
+        spec.epochs,
+        ipe as u32,
+    );
+    if let Some(state) = resume.as_ref().and_then(scheduler_state) {
+        scheduler.restore(&state);
+    }
+    // These need each epoch's metrics before the next epoch starts.
+    let synchronous =
+        stopping.is_some() || matches!(spec.lr_schedule, LrSchedule::ReduceOnPlateau { .. });
 
     let (first_epoch, mut skip, mut global_step, mut partial) = match resume {
         Some(c) => {
@@ -330,12 +387,14 @@ pub fn train_model(
                 seen_targets.push(targets);
             }
             let done = std::mem::take(&mut skip);
+            let mut before_last_step = Vec::new();
+            let mut last_batch: Option<Tensor> = None;
             for (i, batch) in loader.epoch(epoch).enumerate().skip(done) {
                 if cancel.load(Ordering::Relaxed) {
                     // Leave a checkpoint of exactly here (at an epoch's first batch, the
                     // previous epoch's checkpoint is that).
                     if i > 0 {
-                        let mut c = snapshot(&model, &opt, epoch, global_step)?;
+                        let mut c = snapshot(&model, &opt, &scheduler, epoch, global_step)?;
                         c.iteration = i as u32;
                         c.tensors
                             .push(("partial.logits".into(), Tensor::f_cat(&outputs, 0)?.copy()));
@@ -375,10 +434,30 @@ pub fn train_model(
                         learning_rate: opt.learning_rate(),
                     });
                 }
+                if !weightless && let Some(smoothed) = watch.exploded(value) {
+                    return Err(EngineError::Exploded {
+                        step: global_step,
+                        epoch,
+                        iteration,
+                        loss: smoothed,
+                        lowest: watch.lowest(),
+                        factor: DivergenceWatch::FACTOR,
+                        learning_rate: opt.learning_rate(),
+                    });
+                }
+                if let Some(max) = spec.gradient_clip_norm {
+                    clip_grad_norm(&vs, max)?;
+                }
+                if iteration as usize == ipe {
+                    before_last_step = weights_before(&model)?;
+                    last_batch = Some(batch.features.shallow_clone());
+                }
+                opt.set_learning_rate(scheduler.lr());
                 if !weightless {
                     opt.step()?;
                     window.add(value, batch.targets.size()[0] as usize);
                 }
+                scheduler.after_step();
                 worker.poll(observer);
                 outputs.push(logits.detach());
                 seen_targets.push(batch.targets);
@@ -402,14 +481,36 @@ pub fn train_model(
                     Ok(Scores::with_targets(&logits, v.targets.clone())?)
                 })
                 .transpose()?;
-            observer.checkpoint(snapshot(&model, &opt, epoch, global_step)?);
+            let layers = match fixed_sample.as_ref().or(last_batch.as_ref()) {
+                Some(sample) => layer_diagnostics(&model, sample, &before_last_step)?,
+                None => Vec::new(),
+            };
             let train = Scores::from_batches(&outputs, &seen_targets)?;
             worker.submit(EpochOutputs {
                 epoch,
                 seconds: epoch_start.elapsed().as_secs_f64(),
                 train,
                 validation,
+                layers,
             })?;
+            let end = if synchronous {
+                Some(worker.next()?)
+            } else {
+                None
+            };
+            let metric = end
+                .as_ref()
+                .and_then(|e| spec.best_model_metric.value(e.selection_metrics()));
+            scheduler.after_epoch(metric);
+            // The checkpoint (with the scheduler's state after this epoch) goes before the
+            // epoch's metrics.
+            observer.checkpoint(snapshot(&model, &opt, &scheduler, epoch, global_step)?);
+            if let Some(end) = end {
+                observer.epoch_end(end.clone());
+                if let Some(why) = stopping.as_mut().and_then(|s| s.update(spec, &end)) {
+                    return Err(EngineError::StoppedEarly(why));
+                }
+            }
         }
         Ok(())
     };
@@ -427,6 +528,67 @@ pub fn train_model(
             ))
         })
         .collect()
+}
+
+/// The scheduler's state saved in a checkpoint, if it has one.
+fn scheduler_state(c: &Checkpoint) -> Option<SchedulerState> {
+    let (_, t) = c.tensors.iter().find(|(n, _)| n == "sched.state")?;
+    let v = Vec::<f64>::try_from(t).ok()?;
+    let [epoch, step, lr, best, bad, cooldown] = v[..] else {
+        return None;
+    };
+    Some(SchedulerState {
+        epoch: epoch as u32,
+        step: step as u64,
+        lr,
+        best,
+        num_bad_epochs: bad as u32,
+        cooldown_counter: cooldown as u32,
+    })
+}
+
+/// Counts epochs without improvement of the spec's `best_model_metric`.
+struct EarlyStopper {
+    rule: crate::domain::EarlyStopping,
+    best: Option<(u32, f64)>,
+    since_best: u32,
+}
+
+impl EarlyStopper {
+    fn new(rule: crate::domain::EarlyStopping) -> Self {
+        Self {
+            rule,
+            best: None,
+            since_best: 0,
+        }
+    }
+
+    /// Records an epoch; why training should stop, if it should.
+    fn update(&mut self, spec: &JobSpec, end: &EpochEnd) -> Option<String> {
+        let metric = spec.best_model_metric;
+        let score = metric.score(end.selection_metrics());
+        match (self.best, score) {
+            (None, Some(s)) => self.best = Some((end.epoch, s)),
+            (Some((_, b)), Some(s)) if s > b + self.rule.min_delta => {
+                self.best = Some((end.epoch, s));
+                self.since_best = 0;
+            }
+            _ => self.since_best += 1,
+        }
+        if self.since_best < self.rule.patience || end.epoch >= spec.epochs {
+            return None;
+        }
+        let (best_epoch, best) = self.best?;
+        let value = if metric == crate::domain::ModelSelection::Loss {
+            -best
+        } else {
+            best
+        };
+        Some(format!(
+            "stopped early after epoch {}: {:?} has not improved by more than {} for {} epoch(s); the best epoch is {best_epoch} ({value:.6}), and its weights are the job's model",
+            end.epoch, metric, self.rule.min_delta, self.rule.patience
+        ))
+    }
 }
 
 /// The loss trained on: class-weighted cross-entropy, or the softmax focal loss

@@ -112,6 +112,42 @@ impl Mlp {
     }
 }
 
+impl Mlp {
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// Each layer's weight matrix by layer name (`hidden0`…, `head`), sharing storage.
+    pub fn layer_weights(&self) -> Vec<(String, Tensor)> {
+        self.hidden
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (format!("hidden{i}"), l.dense.weight.shallow_clone()))
+            .chain(std::iter::once((
+                "head".to_string(),
+                self.head.weight.shallow_clone(),
+            )))
+            .collect()
+    }
+
+    /// Each layer's outputs in evaluation mode: hidden layers after their activation, then
+    /// the head's logits.
+    pub fn layer_outputs(&self, x: &Tensor) -> Vec<(String, Tensor)> {
+        let mut out = Vec::with_capacity(self.hidden.len() + 1);
+        let mut h = x.shallow_clone();
+        for (i, layer) in self.hidden.iter().enumerate() {
+            h = layer.dense.forward(&h);
+            if let Some(bn) = &layer.norm {
+                h = bn.forward_t(&h, false);
+            }
+            h = activate(&h, self.activation);
+            out.push((format!("hidden{i}"), h.shallow_clone()));
+        }
+        out.push(("head".to_string(), self.head.forward(&h)));
+        out
+    }
+}
+
 /// One layer of the equivalent PyTorch `nn.Sequential`, as constructor name and arguments.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "type")]

@@ -195,6 +195,11 @@ impl JobManager {
         request_id: Option<String>,
     ) -> Result<JobSnapshot, JobError> {
         spec.validate()?;
+        engine::schedule::validate(&spec.lr_schedule, spec.epochs).map_err(|m| {
+            // "spec.lr_schedule.<field> is …": the field, then what to change.
+            let (field, rest) = m.split_once(' ').unwrap_or(("spec.lr_schedule", &m));
+            SpecError::new(field, rest)
+        })?;
         if let Some(existing) = self.existing(&spec, request_id.as_deref())? {
             return Ok(existing);
         }
@@ -476,6 +481,7 @@ impl Shared {
                 JobStatus::Succeeded,
                 format!("trained {} epoch(s)", job.spec.epochs),
             ),
+            Err(EngineError::StoppedEarly(why)) => (JobStatus::Succeeded, why),
             Err(EngineError::Cancelled) => match job.stop_reason() {
                 Some(StopReason::Shutdown) => (
                     JobStatus::Queued,

@@ -4,9 +4,10 @@ use std::time::SystemTime;
 
 use super::pb;
 use crate::domain::{
-    Activation, ClassWeighting, DatasetInfo, DatasetSpec, EnsembleSpec, EpochEnd, EventKind,
-    IterationProgress, JobEvent, JobSpec, JobStatus, LossSpec, MlpSpec, ModelSelection, ModelSpec,
-    ModelVersion, OptimizerSpec, ResamplingMethod, ResamplingSpec, SpecError, SyntheticSpec,
+    Activation, ClassWeighting, DatasetInfo, DatasetSpec, EarlyStopping, EnsembleSpec, EpochEnd,
+    EventKind, IterationProgress, JobEvent, JobSpec, JobStatus, LossSpec, LrSchedule, MlpSpec,
+    ModelSelection, ModelSpec, ModelVersion, OptimizerSpec, ResamplingMethod, ResamplingSpec,
+    SpecError, SyntheticSpec,
 };
 use crate::jobs::{EvalData, ExportFormat, JobQuery, JobSnapshot, Predictions};
 use crate::metrics::curves::{ClassCurves, ThresholdPoint};
@@ -40,6 +41,12 @@ pub fn job_spec(spec: Option<pb::JobSpec>) -> Result<JobSpec, SpecError> {
         resampling: resampling(s.resampling)?,
         ensemble: ensemble(s.ensemble)?,
         loss: loss(s.loss)?,
+        lr_schedule: lr_schedule(s.lr_schedule, s.best_model_metric)?,
+        gradient_clip_norm: s.gradient_clip_norm,
+        early_stopping: s.early_stopping.map(|e| EarlyStopping {
+            patience: e.patience,
+            min_delta: e.min_delta,
+        }),
     })
 }
 
@@ -49,6 +56,78 @@ const DEFAULT_BETA: f64 = 0.999;
 const DEFAULT_K_NEIGHBORS: u32 = 5;
 /// Default of `loss.gamma`.
 const DEFAULT_FOCAL_GAMMA: f64 = 2.0;
+
+fn lr_schedule(s: Option<pb::LrSchedule>, metric: i32) -> Result<LrSchedule, SpecError> {
+    use pb::lr_schedule::Kind;
+    Ok(match s.and_then(|s| s.kind) {
+        None => LrSchedule::Constant,
+        Some(Kind::Step(s)) => LrSchedule::Step {
+            step_size: s.step_size,
+            gamma: s.gamma,
+        },
+        Some(Kind::Exponential(s)) => LrSchedule::Exponential { gamma: s.gamma },
+        Some(Kind::Cosine(s)) => LrSchedule::Cosine {
+            warmup_epochs: s.warmup_epochs,
+            warmup_start_factor: s.warmup_start_factor.unwrap_or(1.0 / 3.0),
+            eta_min: s.eta_min,
+        },
+        Some(Kind::OneCycle(s)) => LrSchedule::OneCycle {
+            pct_start: s.pct_start.unwrap_or(0.3),
+            div_factor: s.div_factor.unwrap_or(25.0),
+            final_div_factor: s.final_div_factor.unwrap_or(1e4),
+        },
+        Some(Kind::ReduceOnPlateau(s)) => LrSchedule::ReduceOnPlateau {
+            maximize: model_selection(metric)? != ModelSelection::Loss,
+            factor: s.factor.unwrap_or(0.1),
+            patience: s.patience.unwrap_or(10),
+            threshold: s.threshold.unwrap_or(1e-4),
+            cooldown: s.cooldown,
+            min_lr: s.min_lr,
+        },
+    })
+}
+
+fn lr_schedule_to_pb(s: LrSchedule) -> Option<pb::LrSchedule> {
+    use pb::lr_schedule::Kind;
+    let kind = match s {
+        LrSchedule::Constant => return None,
+        LrSchedule::Step { step_size, gamma } => Kind::Step(pb::StepSchedule { step_size, gamma }),
+        LrSchedule::Exponential { gamma } => Kind::Exponential(pb::ExponentialSchedule { gamma }),
+        LrSchedule::Cosine {
+            warmup_epochs,
+            warmup_start_factor,
+            eta_min,
+        } => Kind::Cosine(pb::CosineSchedule {
+            warmup_epochs,
+            warmup_start_factor: Some(warmup_start_factor),
+            eta_min,
+        }),
+        LrSchedule::OneCycle {
+            pct_start,
+            div_factor,
+            final_div_factor,
+        } => Kind::OneCycle(pb::OneCycleSchedule {
+            pct_start: Some(pct_start),
+            div_factor: Some(div_factor),
+            final_div_factor: Some(final_div_factor),
+        }),
+        LrSchedule::ReduceOnPlateau {
+            factor,
+            patience,
+            threshold,
+            cooldown,
+            min_lr,
+            ..
+        } => Kind::ReduceOnPlateau(pb::PlateauSchedule {
+            factor: Some(factor),
+            patience: Some(patience),
+            threshold: Some(threshold),
+            cooldown,
+            min_lr,
+        }),
+    };
+    Some(pb::LrSchedule { kind: Some(kind) })
+}
 
 fn class_weighting(v: i32, beta: Option<f64>) -> Result<ClassWeighting, SpecError> {
     use pb::ClassWeighting as W;
@@ -414,6 +493,12 @@ pub fn spec_to_pb(s: &JobSpec) -> pb::JobSpec {
             kind: pb::EnsembleKind::BalancedBagging as i32,
             members: e.members(),
         }),
+        lr_schedule: lr_schedule_to_pb(s.lr_schedule),
+        gradient_clip_norm: s.gradient_clip_norm,
+        early_stopping: s.early_stopping.map(|e| pb::EarlyStopping {
+            patience: e.patience,
+            min_delta: e.min_delta,
+        }),
         loss: Some(match s.loss {
             LossSpec::CrossEntropy => pb::Loss {
                 kind: pb::LossKind::CrossEntropy as i32,
@@ -558,6 +643,22 @@ fn epoch_end(e: &EpochEnd) -> pb::EpochEnd {
         best_epoch: e.best_epoch,
         member: e.member,
         ensemble: e.ensemble,
+        generalization_gap: e.generalization_gap,
+        overfitting: e.overfitting,
+        layers: e
+            .layers
+            .iter()
+            .map(|l| pb::LayerDiagnostics {
+                name: l.name.clone(),
+                activation_mean: l.activation_mean,
+                activation_std: l.activation_std,
+                saturated_fraction: l.saturated_fraction,
+                dead_fraction: l.dead_fraction,
+                weight_norm: l.weight_norm,
+                gradient_norm: l.gradient_norm,
+                update_ratio: l.update_ratio,
+            })
+            .collect(),
     }
 }
 

@@ -1,0 +1,201 @@
+//! Seeing inside training: per-layer diagnostics at each epoch end, gradient clipping, and
+//! early detection of a loss that explodes.
+
+use tch::{Kind, Tensor, nn};
+
+use super::{EngineError, Mlp};
+use crate::domain::{Activation, LayerDiagnostics};
+
+/// Rows of the fixed sample the diagnostics are computed on.
+pub const SAMPLE_ROWS: i64 = 256;
+/// An output this close to a sigmoid's or tanh's bound counts as saturated.
+const SATURATION_MARGIN: f64 = 0.01;
+
+/// Per-layer statistics of `model` on `sample` (evaluation mode), with the gradients left
+/// by the last optimizer step and the weights from just before it (`before`).
+pub fn layer_diagnostics(
+    model: &Mlp,
+    sample: &Tensor,
+    before: &[(String, Tensor)],
+) -> Result<Vec<LayerDiagnostics>, EngineError> {
+    let activation = model.activation();
+    let weights = model.layer_weights();
+    let outputs = tch::no_grad(|| model.layer_outputs(sample));
+    let last = outputs.len() - 1;
+    let mut out = Vec::with_capacity(outputs.len());
+    for (i, ((name, a), (_, w))) in outputs.iter().zip(&weights).enumerate() {
+        let a = a.f_to_kind(Kind::Double)?;
+        let hidden = i < last;
+        let saturated = match activation {
+            Activation::Tanh if hidden => {
+                Some(fraction(&a.f_abs()?.f_ge(1.0 - SATURATION_MARGIN)?)?)
+            }
+            Activation::Sigmoid if hidden => Some(fraction(
+                &a.f_le(SATURATION_MARGIN)?
+                    .f_logical_or(&a.f_ge(1.0 - SATURATION_MARGIN)?)?,
+            )?),
+            _ => None,
+        };
+        // A ReLU unit is dead when it outputs 0 for every row of the sample.
+        let dead = match activation {
+            Activation::Relu if hidden => {
+                let active = a.f_gt(0.0)?.f_any_dim(0, false)?;
+                Some(1.0 - fraction(&active)?)
+            }
+            _ => None,
+        };
+        let weight_norm = w.f_norm()?.f_double_value(&[])?;
+        let grad = w.grad();
+        let gradient_norm = if grad.defined() {
+            grad.f_norm()?.f_double_value(&[])?
+        } else {
+            0.0
+        };
+        let update_ratio = match before.iter().find(|(n, _)| n == name) {
+            Some((_, b)) if weight_norm > 0.0 => {
+                w.f_sub(b)?.f_norm()?.f_double_value(&[])?
+                    / b.f_norm()?.f_double_value(&[])?.max(f64::MIN_POSITIVE)
+            }
+            _ => 0.0,
+        };
+        out.push(LayerDiagnostics {
+            name: name.clone(),
+            activation_mean: a.f_mean(Kind::Double)?.f_double_value(&[])?,
+            activation_std: a.f_std(false)?.f_double_value(&[])?,
+            saturated_fraction: saturated,
+            dead_fraction: dead,
+            weight_norm,
+            gradient_norm,
+            update_ratio,
+        });
+    }
+    Ok(out)
+}
+
+/// The share of `true` in a boolean tensor.
+fn fraction(mask: &Tensor) -> Result<f64, EngineError> {
+    Ok(mask
+        .f_to_kind(Kind::Double)?
+        .f_mean(Kind::Double)?
+        .f_double_value(&[])?)
+}
+
+/// Copies of the layer weights, to measure the next step's update.
+pub fn weights_before(model: &Mlp) -> Result<Vec<(String, Tensor)>, EngineError> {
+    model
+        .layer_weights()
+        .into_iter()
+        .map(|(n, w)| Ok((n, w.f_detach()?.copy())))
+        .collect()
+}
+
+/// Scales all gradients so that their total L2 norm is at most `max` (PyTorch's
+/// `clip_grad_norm_`: factor `max / (norm + 1e-6)`, applied only when it is below 1).
+/// Returns the norm before clipping.
+pub fn clip_grad_norm(vs: &nn::VarStore, max: f64) -> Result<f64, EngineError> {
+    let grads: Vec<Tensor> = vs
+        .trainable_variables()
+        .iter()
+        .map(|v| v.grad())
+        .filter(|g| g.defined())
+        .collect();
+    let mut sq = 0.0;
+    for g in &grads {
+        let n = g.f_norm()?.f_double_value(&[])?;
+        sq += n * n;
+    }
+    let total = sq.sqrt();
+    let factor = max / (total + 1e-6);
+    if factor < 1.0 {
+        tch::no_grad(|| -> Result<(), EngineError> {
+            for g in &grads {
+                let mut g = g.shallow_clone();
+                let _ = g.f_mul_scalar_(factor)?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(total)
+}
+
+/// Watches the training loss for an explosion before it becomes NaN: the loss smoothed
+/// over about 10 steps rising to more than `FACTOR` times its lowest value so far, and
+/// above the loss of guessing (uniform probabilities over the classes). Both must hold:
+/// a well-fit model's tiny loss can easily jump tenfold on a noisy batch, but a loss worse
+/// than guessing after having been far better is not noise.
+pub struct DivergenceWatch {
+    smoothed: Option<f64>,
+    lowest: f64,
+    chance: f64,
+}
+
+impl DivergenceWatch {
+    pub const FACTOR: f64 = 10.0;
+    const SMOOTHING: f64 = 0.9;
+
+    /// `chance`: the loss of uniform probabilities, `ln k` for cross-entropy.
+    pub fn new(chance: f64) -> Self {
+        Self {
+            smoothed: None,
+            lowest: f64::INFINITY,
+            chance,
+        }
+    }
+
+    /// The lowest smoothed loss so far.
+    pub fn lowest(&self) -> f64 {
+        self.lowest
+    }
+
+    /// Adds a step's loss; the smoothed loss when it has exploded.
+    pub fn exploded(&mut self, loss: f64) -> Option<f64> {
+        let s = match self.smoothed {
+            None => loss,
+            Some(s) => Self::SMOOTHING * s + (1.0 - Self::SMOOTHING) * loss,
+        };
+        self.smoothed = Some(s);
+        self.lowest = self.lowest.min(s);
+        (s > Self::FACTOR * self.lowest && s > self.chance).then_some(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rising_loss_is_caught_and_noise_is_not() {
+        let chance = 2f64.ln();
+        let mut w = DivergenceWatch::new(chance);
+        // A loss falling with noise never triggers.
+        for i in 0..500 {
+            let noise = if i % 7 == 0 { 3.0 } else { 1.0 };
+            assert!(
+                w.exploded(2.0 / (1.0 + i as f64 / 20.0) * noise).is_none(),
+                "step {i}"
+            );
+        }
+        // A fitted model's tiny loss jumping tenfold is not an explosion.
+        let mut w = DivergenceWatch::new(chance);
+        for i in 0..300 {
+            let loss = if i < 200 { 0.003 } else { 0.04 };
+            assert!(w.exploded(loss).is_none(), "step {i}");
+        }
+        // Rising tenfold over the low point, and above chance, triggers.
+        let mut w = DivergenceWatch::new(chance);
+        let mut caught = None;
+        for i in 0..200 {
+            let loss = if i < 50 {
+                1.0
+            } else {
+                1.0 * 1.2f64.powi(i - 50)
+            };
+            if let Some(s) = w.exploded(loss) {
+                caught = Some((i, s));
+                break;
+            }
+        }
+        let (step, smoothed) = caught.expect("caught");
+        assert!(smoothed > 10.0 && step < 80, "{step} {smoothed}");
+    }
+}
