@@ -199,3 +199,83 @@ mod tests {
         assert!(smoothed > 10.0 && step < 80, "{step} {smoothed}");
     }
 }
+
+#[cfg(test)]
+mod layer_tests {
+    use super::*;
+    use crate::domain::MlpSpec;
+    use tch::Device;
+
+    fn model(activation: Activation) -> (nn::VarStore, Mlp) {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let spec = MlpSpec {
+            hidden_layers: vec![32],
+            activation,
+            batch_norm: false,
+            dropout: 0.0,
+        };
+        let m = Mlp::new(&vs.root(), &spec, 4, 2, 3);
+        (vs, m)
+    }
+
+    fn sample() -> Tensor {
+        Tensor::randn([64, 4], (Kind::Float, Device::Cpu))
+    }
+
+    #[test]
+    fn a_network_built_to_saturate_reports_saturation() {
+        for activation in [Activation::Tanh, Activation::Sigmoid] {
+            let (vs, m) = model(activation);
+            let d = layer_diagnostics(&m, &sample(), &[]).unwrap();
+            assert!(
+                d[0].saturated_fraction.unwrap() < 0.5,
+                "{activation:?}: {d:?}"
+            );
+            // Weights scaled 1000 times push every pre-activation far into the tails.
+            tch::no_grad(|| {
+                for (_, mut w) in vs.variables() {
+                    let _ = w.f_mul_scalar_(1000.0).unwrap();
+                }
+            });
+            let d = layer_diagnostics(&m, &sample(), &[]).unwrap();
+            assert!(
+                d[0].saturated_fraction.unwrap() > 0.95,
+                "{activation:?}: {d:?}"
+            );
+            assert!(
+                d[1].saturated_fraction.is_none(),
+                "the head is not saturating"
+            );
+        }
+    }
+
+    #[test]
+    fn a_dead_relu_network_reports_dead_units() {
+        let (vs, m) = model(Activation::Relu);
+        let d = layer_diagnostics(&m, &sample(), &[]).unwrap();
+        assert!(d[0].dead_fraction.unwrap() < 0.5, "{d:?}");
+        // Biases of -1000 make every hidden unit output 0 for every row.
+        tch::no_grad(|| {
+            let mut b = vs.variables()["hidden0.linear.bias"].shallow_clone();
+            let _ = b.f_fill_(-1000.0).unwrap();
+        });
+        let d = layer_diagnostics(&m, &sample(), &[]).unwrap();
+        assert_eq!(d[0].dead_fraction, Some(1.0));
+        assert_eq!(d[0].activation_std, 0.0);
+    }
+
+    #[test]
+    fn clipping_scales_the_gradients_to_the_norm_as_pytorch_does() {
+        let (vs, mut m) = model(Activation::Relu);
+        let x = sample();
+        let loss = m.forward_t(&x, true).pow_tensor_scalar(2).sum(Kind::Float) * 100.0;
+        loss.backward();
+        let before = clip_grad_norm(&vs, f64::INFINITY).unwrap();
+        assert!(before > 1.0);
+        let reported = clip_grad_norm(&vs, 1.0).unwrap();
+        assert_eq!(reported, before);
+        let after = clip_grad_norm(&vs, f64::INFINITY).unwrap();
+        // torch: factor max / (norm + 1e-6).
+        assert!((after - before / (before + 1e-6)).abs() < 1e-5, "{after}");
+    }
+}
