@@ -169,3 +169,72 @@ async fn epochs_carry_layer_diagnostics_and_the_generalization_gap() {
         assert_eq!(b.overfitting, up && down);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_test_suggests_a_rate_that_a_diverging_job_then_quotes() {
+    let server = TestServer::start(1).await;
+    let mut c = server.client().await;
+    let mut s = spec(2000, 3, 5);
+    s.optimizer = Some(pb::Optimizer {
+        kind: pb::OptimizerKind::Sgd as i32,
+        momentum: 0.9,
+        ..Default::default()
+    });
+    let mut stream = c
+        .find_learning_rate(pb::FindLearningRateRequest {
+            spec: Some(s.clone()),
+            min_lr: Some(1e-5),
+            max_lr: Some(1e3),
+            iterations: Some(150),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut points = Vec::new();
+    let mut result = None;
+    while let Some(e) = stream.message().await.unwrap() {
+        match e.kind.unwrap() {
+            pb::lr_finder_event::Kind::Point(p) => points.push(p),
+            pb::lr_finder_event::Kind::Result(r) => result = Some(r),
+        }
+    }
+    let r = result.expect("a result ends the stream");
+    assert!(r.diverged, "a learning rate of 1000 diverges");
+    assert_eq!(r.iterations as usize, points.len());
+    assert!(points.len() < 150, "it stopped at the divergence");
+    for w in points.windows(2) {
+        let ratio = w[1].learning_rate / w[0].learning_rate;
+        assert!((ratio - (1e8f64).powf(1.0 / 149.0)).abs() < 1e-9, "{ratio}");
+    }
+    assert!(
+        r.suggested_learning_rate > 1e-5
+            && r.suggested_learning_rate < r.min_loss_learning_rate * 1.0001
+    );
+    // The same spec with an absurd learning rate fails, quoting the suggestion.
+    s.learning_rate = 50.0;
+    let events = train(&mut c, s).await;
+    assert_eq!(statuses(&events).last(), Some(&pb::JobStatus::Failed));
+    let msg = last_message(&events);
+    assert!(
+        msg.contains(&format!(
+            "a learning-rate range test on this spec suggested {:e}",
+            r.suggested_learning_rate
+        )),
+        "{msg}"
+    );
+    // A bad spec is an RPC error, before any point.
+    let err = c
+        .find_learning_rate(pb::FindLearningRateRequest {
+            spec: Some(spec(100, 2, 0)),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("spec.epochs"),
+        "{}",
+        err.message()
+    );
+}

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::{LogFormat, ServeConfig};
+use crate::transport::pb;
 
 use models::{EvalSource, FormatArg, VersionArg};
 pub use spec_args::SpecArgs;
@@ -52,6 +53,20 @@ pub enum Command {
     Train {
         #[command(flatten)]
         spec: SpecArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The learning-rate range test on a job spec: the loss as the learning rate grows,
+    /// drawn in the terminal, and a suggested learning rate.
+    LrFind {
+        #[command(flatten)]
+        spec: SpecArgs,
+        #[arg(long, default_value_t = 1e-7)]
+        min_lr: f64,
+        #[arg(long, default_value_t = 10.0)]
+        max_lr: f64,
+        #[arg(long, default_value_t = 200)]
+        iterations: u32,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -195,6 +210,21 @@ pub fn main() -> std::process::ExitCode {
             Command::Serve(config) => serve(config).await,
             Command::Train { spec, client } => client::train(&client, spec).await,
             Command::Submit { spec, client } => client::submit(&client, spec).await,
+            Command::LrFind {
+                spec,
+                min_lr,
+                max_lr,
+                iterations,
+                client,
+            } => {
+                let req = pb::FindLearningRateRequest {
+                    spec: spec.to_request().spec,
+                    min_lr: Some(min_lr),
+                    max_lr: Some(max_lr),
+                    iterations: Some(iterations),
+                };
+                models::lr_find(&client, req).await
+            }
             Command::Watch {
                 job_id,
                 from_seq,

@@ -320,3 +320,53 @@ pub async fn export(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+pub async fn lr_find(args: &ClientArgs, req: pb::FindLearningRateRequest) -> Result<ExitCode> {
+    use pb::lr_finder_event::Kind;
+    let mut stream = connect(args)
+        .await?
+        .find_learning_rate(req)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let mut points = Vec::new();
+    let mut result = None;
+    while let Some(e) = stream.message().await.map_err(status_error)? {
+        match e.kind {
+            Some(Kind::Point(p)) => {
+                if args.json {
+                    println!(
+                        "{}",
+                        json!({"iteration": p.iteration, "learning_rate": p.learning_rate,
+                               "loss": p.loss, "smoothed_loss": p.smoothed_loss})
+                    );
+                }
+                points.push(p);
+            }
+            Some(Kind::Result(r)) => result = Some(r),
+            None => {}
+        }
+    }
+    let r = result.ok_or("the server ended the range test without a result")?;
+    if args.json {
+        println!(
+            "{}",
+            json!({"suggested_learning_rate": r.suggested_learning_rate,
+                   "min_loss_learning_rate": r.min_loss_learning_rate,
+                   "diverged": r.diverged, "iterations": r.iterations})
+        );
+    } else {
+        print!("{}", render::lr_curve(&points, r.suggested_learning_rate));
+        println!(
+            "suggested learning rate: {:.2e} (steepest fall of the loss); lowest loss at {:.2e}{}",
+            r.suggested_learning_rate,
+            r.min_loss_learning_rate,
+            if r.diverged {
+                "; the loss diverged after it"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

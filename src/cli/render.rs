@@ -458,3 +458,56 @@ pub fn print_evaluation(e: &pb::Evaluation) {
         line("target recall", &t.target_recall);
     }
 }
+
+/// The range test's smoothed loss against log10(learning rate), as text: one column per
+/// bucket of learning rates, `*` for the curve and `|` at the suggested rate.
+pub fn lr_curve(points: &[pb::LrPoint], suggested: f64) -> String {
+    const W: usize = 64;
+    const H: usize = 16;
+    if points.is_empty() {
+        return String::new();
+    }
+    let x = |lr: f64| lr.log10();
+    let (x0, x1) = (
+        x(points[0].learning_rate),
+        x(points[points.len() - 1].learning_rate),
+    );
+    let losses: Vec<f64> = points.iter().map(|p| p.smoothed_loss).collect();
+    let lo = losses.iter().copied().fold(f64::INFINITY, f64::min);
+    // Clip the divergence at the end so the interesting part keeps its resolution.
+    let hi = losses
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max)
+        .min(lo + 3.0 * (losses[0] - lo).max(1e-9));
+    let col = |lr: f64| (((x(lr) - x0) / (x1 - x0).max(1e-12)) * (W - 1) as f64).round() as usize;
+    let row = |l: f64| {
+        let f = ((l.min(hi) - lo) / (hi - lo).max(1e-12)).clamp(0.0, 1.0);
+        ((1.0 - f) * (H - 1) as f64).round() as usize
+    };
+    let mut grid = vec![vec![' '; W]; H];
+    let s = col(suggested).min(W - 1);
+    for line in grid.iter_mut() {
+        line[s] = '|';
+    }
+    for p in points {
+        grid[row(p.smoothed_loss)][col(p.learning_rate).min(W - 1)] = '*';
+    }
+    let mut out = String::new();
+    for (i, line) in grid.iter().enumerate() {
+        let label = match i {
+            0 => format!("{hi:>9.4}"),
+            i if i == H - 1 => format!("{lo:>9.4}"),
+            _ => " ".repeat(9),
+        };
+        out.push_str(&format!("{label} {}\n", line.iter().collect::<String>()));
+    }
+    out.push_str(&format!(
+        "{:>9} {:<w$}{:.0e}\n",
+        "loss/lr",
+        format!("{:.0e}", points[0].learning_rate),
+        points[points.len() - 1].learning_rate,
+        w = W - 5
+    ));
+    out
+}

@@ -7,6 +7,7 @@ mod ensemble;
 mod epoch_metrics;
 mod inference;
 mod loader;
+mod lr_finder;
 mod model;
 mod optim;
 pub mod schedule;
@@ -22,6 +23,7 @@ pub use epoch_metrics::{LossFn, probability_metrics};
 pub use epoch_metrics::{Scores, metrics_of};
 pub use inference::TrainedModel;
 pub use loader::{Batch, BatchLoader, InMemoryLoader, ResamplingLoader};
+pub use lr_finder::{LrPoint, LrSuggestion, RangeTest, find_learning_rate};
 pub use model::{Mlp, TorchLayer};
 pub use optim::{AdaDelta, Optimizer};
 use schedule::{Scheduler, SchedulerState};
@@ -147,18 +149,14 @@ pub fn train(
     cancel: &AtomicBool,
     resume: Option<Checkpoint>,
 ) -> Result<(), EngineError> {
-    let split = stratified_split(data, spec.validation_fraction, spec.seed);
-    let norm = Normalizer::fit(data, &split.train);
+    let Prepared {
+        split,
+        norm,
+        train,
+        train_counts,
+        class_weights,
+    } = prepare(spec, data);
     let k = data.labels.len();
-    let train = TrainSplit {
-        features: norm.apply(data, &split.train),
-        targets: split.train.iter().map(|&r| data.targets[r]).collect(),
-        width: data.width,
-        classes: k,
-    };
-    let train_counts = imbalance::counts(&train.targets, k);
-    let class_weights =
-        imbalance::resolve_class_weights(spec.class_weighting, &spec.class_weights, &train_counts);
     let planned = imbalance::planned_counts(spec, &train_counts)
         .map_err(|e| EngineError::Internal(e.to_string()))?;
     let validation = (!split.validation.is_empty()).then(|| EvalSet {
@@ -234,6 +232,38 @@ pub fn train(
         resume,
     )
     .map(|_| ())
+}
+
+/// What every run of a spec starts from: the split, the normalizer fitted on the training
+/// rows, the normalized training split, its class counts and the class weights.
+struct Prepared {
+    split: crate::data::Split,
+    norm: Normalizer,
+    train: TrainSplit,
+    train_counts: Vec<usize>,
+    class_weights: Vec<f64>,
+}
+
+fn prepare(spec: &JobSpec, data: &Dataset) -> Prepared {
+    let split = stratified_split(data, spec.validation_fraction, spec.seed);
+    let norm = Normalizer::fit(data, &split.train);
+    let k = data.labels.len();
+    let train = TrainSplit {
+        features: norm.apply(data, &split.train),
+        targets: split.train.iter().map(|&r| data.targets[r]).collect(),
+        width: data.width,
+        classes: k,
+    };
+    let train_counts = imbalance::counts(&train.targets, k);
+    let class_weights =
+        imbalance::resolve_class_weights(spec.class_weighting, &spec.class_weights, &train_counts);
+    Prepared {
+        split,
+        norm,
+        train,
+        train_counts,
+        class_weights,
+    }
 }
 
 /// The normalized training split, in host memory.

@@ -114,6 +114,8 @@ struct Shared {
     finished: Condvar,
     /// Trained models loaded for predictions and exports.
     models: models::ModelCache,
+    /// Learning rates suggested by range tests, by `range_key`.
+    suggestions: Mutex<HashMap<String, f64>>,
 }
 
 struct State {
@@ -147,6 +149,7 @@ impl JobManager {
             }),
             finished: Condvar::new(),
             models: models::ModelCache::default(),
+            suggestions: Mutex::new(HashMap::new()),
         });
         let mut recovered = Recovered::default();
         let mut interrupted = Vec::new();
@@ -206,26 +209,7 @@ impl JobManager {
         if !self.shared.lock().accepting {
             return Err(JobError::ShuttingDown);
         }
-        let dataset = data::load(
-            &spec.dataset,
-            &self.shared.config.data_dir,
-            &*self.shared.store,
-        )?;
-        if dataset.labels.len() < 2 {
-            return Err(SpecError::new(
-                "spec.dataset",
-                format!(
-                    "the dataset has only one class ('{}'); a classifier needs at least 2 distinct labels",
-                    dataset.labels.join("")
-                ),
-            )
-            .into());
-        }
-        spec.validate_class_weights(Some(&dataset.labels))?;
-        spec.validate_model_size(dataset.width as u64, dataset.labels.len() as u64)?;
-        let train_counts = data::train_counts(&dataset.class_counts(), spec.validation_fraction);
-        let planned = data::imbalance::planned_counts(&spec, &train_counts)?;
-        spec.validate_batches(planned.iter().sum::<usize>() as u64)?;
+        let dataset = self.checked_dataset(&spec)?;
         let mut state = self.shared.lock();
         if !state.accepting {
             return Err(JobError::ShuttingDown);
@@ -265,6 +249,74 @@ impl JobManager {
         state.queue.push_back(job.clone());
         self.shared.schedule(&mut state);
         Ok(job.snapshot())
+    }
+
+    /// Reads the spec's dataset and runs every check that needs it.
+    fn checked_dataset(&self, spec: &JobSpec) -> Result<data::Dataset, JobError> {
+        let dataset = data::load(
+            &spec.dataset,
+            &self.shared.config.data_dir,
+            &*self.shared.store,
+        )?;
+        if dataset.labels.len() < 2 {
+            return Err(SpecError::new(
+                "spec.dataset",
+                format!(
+                    "the dataset has only one class ('{}'); a classifier needs at least 2 distinct labels",
+                    dataset.labels.join("")
+                ),
+            )
+            .into());
+        }
+        spec.validate_class_weights(Some(&dataset.labels))?;
+        spec.validate_model_size(dataset.width as u64, dataset.labels.len() as u64)?;
+        let train_counts = data::train_counts(&dataset.class_counts(), spec.validation_fraction);
+        let planned = data::imbalance::planned_counts(spec, &train_counts)?;
+        spec.validate_batches(planned.iter().sum::<usize>() as u64)?;
+        Ok(dataset)
+    }
+
+    /// The learning-rate range test on `spec` (validated like a submit), on the calling
+    /// thread; its suggestion is remembered for later jobs of the same spec.
+    pub fn find_learning_rate(
+        &self,
+        spec: JobSpec,
+        test: engine::RangeTest,
+        on_point: &mut dyn FnMut(engine::LrPoint),
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<engine::LrSuggestion, JobError> {
+        spec.validate()?;
+        if !(test.min_lr > 0.0 && test.max_lr > test.min_lr && test.max_lr.is_finite()) {
+            return Err(SpecError::new(
+                "max_lr",
+                format!(
+                    "the range must satisfy 0 < min_lr < max_lr, got {} to {}; 1e-7 to 10 is usual",
+                    test.min_lr, test.max_lr
+                ),
+            )
+            .into());
+        }
+        if !(2..=10_000).contains(&test.iterations) {
+            return Err(
+                SpecError::new("iterations", "must be 2 to 10000; 100 to 300 is usual").into(),
+            );
+        }
+        let dataset = self.checked_dataset(&spec)?;
+        let found = engine::find_learning_rate(
+            &spec,
+            &dataset,
+            self.shared.config.device,
+            test,
+            on_point,
+            cancel,
+        )
+        .map_err(|e| JobError::Internal(e.to_string()))?;
+        self.shared
+            .suggestions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(range_key(&spec), found.suggested);
+        Ok(found)
     }
 
     fn existing(
@@ -417,6 +469,18 @@ fn parse_token(token: &str) -> Result<(i64, String), JobError> {
         })
 }
 
+/// What a range test depends on: the spec without its learning rate, schedule, epochs,
+/// early stopping and name.
+fn range_key(spec: &JobSpec) -> String {
+    let mut s = spec.clone();
+    s.name.clear();
+    s.learning_rate = 0.0;
+    s.epochs = 0;
+    s.lr_schedule = crate::domain::LrSchedule::Constant;
+    s.early_stopping = None;
+    serde_json::to_string(&s).unwrap_or_default()
+}
+
 fn same_spec(job: &Arc<Job>, spec: &JobSpec, request_id: &str) -> Result<JobSnapshot, JobError> {
     if job.spec == *spec {
         Ok(job.snapshot())
@@ -492,6 +556,18 @@ impl Shared {
                 ),
                 _ => (JobStatus::Cancelled, "cancelled by request".into()),
             },
+            Err(e @ (EngineError::Diverged { .. } | EngineError::Exploded { .. })) => {
+                let suggested = self
+                    .suggestions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&range_key(&job.spec))
+                    .copied();
+                let hint = suggested.map_or(String::new(), |lr| {
+                    format!("; a learning-rate range test on this spec suggested {lr:e}")
+                });
+                (JobStatus::Failed, format!("{e}{hint}"))
+            }
             Err(e) => (JobStatus::Failed, e.to_string()),
         };
         tracing::info!(status = status.as_str(), %message, "training ended");

@@ -10,6 +10,9 @@ use tonic::{Request, Response, Status};
 
 use super::pb::trainer_server::{Trainer, TrainerServer};
 use super::{convert, pb, status};
+use std::sync::atomic::AtomicBool;
+
+use crate::engine::{LrPoint, RangeTest};
 use crate::jobs::{JobError, JobManager, JobSnapshot, Subscription};
 
 /// Events buffered per watcher before the watcher's task waits for its client. The log
@@ -179,6 +182,76 @@ impl Trainer for TrainerService {
         })
         .await?;
         Ok(Response::new(convert::evaluation(&e, epoch)))
+    }
+
+    type FindLearningRateStream =
+        Pin<Box<dyn Stream<Item = Result<pb::LrFinderEvent, Status>> + Send>>;
+
+    async fn find_learning_rate(
+        &self,
+        req: Request<pb::FindLearningRateRequest>,
+    ) -> Result<Response<Self::FindLearningRateStream>, Status> {
+        use pb::lr_finder_event::Kind;
+        let req = req.into_inner();
+        let spec = convert::job_spec(req.spec).map_err(status::from_spec_error)?;
+        let test = RangeTest {
+            min_lr: req.min_lr.unwrap_or(1e-7),
+            max_lr: req.max_lr.unwrap_or(10.0),
+            iterations: req.iterations.unwrap_or(200),
+        };
+        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+        let jobs = self.jobs.clone();
+        let points = tx.clone();
+        // Checked before streaming starts, so a bad spec is an RPC error, not a stream
+        // error; a client that goes away stops the test.
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            let cancel = AtomicBool::new(false);
+            let mut first = Some(first_tx);
+            let mut on_point = |p: LrPoint| {
+                if let Some(f) = first.take() {
+                    let _ = f.send(Ok(()));
+                }
+                let event = pb::LrFinderEvent {
+                    kind: Some(Kind::Point(pb::LrPoint {
+                        iteration: p.iteration,
+                        learning_rate: p.learning_rate,
+                        loss: p.loss,
+                        smoothed_loss: p.smoothed_loss,
+                    })),
+                };
+                if points.blocking_send(Ok(event)).is_err() {
+                    cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            };
+            let result = jobs.find_learning_rate(spec, test, &mut on_point, &cancel);
+            let last = result
+                .map_err(status::from_job_error)
+                .map(|s| pb::LrFinderEvent {
+                    kind: Some(Kind::Result(pb::LrSuggestion {
+                        suggested_learning_rate: s.suggested,
+                        min_loss_learning_rate: s.min_loss,
+                        diverged: s.diverged,
+                        iterations: s.iterations,
+                    })),
+                });
+            match first.take() {
+                // It failed before its first point: answer the RPC with the error.
+                Some(f) if last.is_err() => {
+                    let _ = f.send(last.map(|_| ()));
+                }
+                other => {
+                    if let Some(f) = other {
+                        let _ = f.send(Ok(()));
+                    }
+                    let _ = tx.blocking_send(last);
+                }
+            }
+        });
+        first_rx
+            .await
+            .map_err(|e| Status::internal(format!("range test task failed: {e}")))??;
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     type ExportModelStream = ExportStream;
