@@ -41,6 +41,7 @@ bench: build
 	cargo bench --locked --bench throughput
 	cargo bench --locked --bench watchers
 	cargo bench --locked --bench imbalance
+	cargo bench --locked --bench diagnostics
 
 lint: $(STAMP)
 	cargo fmt --check

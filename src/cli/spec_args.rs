@@ -147,6 +147,9 @@ pub struct SpecArgs {
     /// cosine: epochs of linear warmup.
     #[arg(long, default_value_t = 0)]
     pub warmup_epochs: u32,
+    /// Leave out the per-layer diagnostics.
+    #[arg(long)]
+    pub no_diagnostics: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -307,6 +310,7 @@ impl SpecArgs {
                     members: self.bagging,
                 }),
                 lr_schedule: self.lr_schedule(),
+                layer_diagnostics: Some(!self.no_diagnostics),
                 gradient_clip_norm: self.clip_norm,
                 early_stopping: self.patience.map(|patience| pb::EarlyStopping {
                     patience,

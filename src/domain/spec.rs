@@ -71,6 +71,13 @@ pub struct JobSpec {
     pub early_stopping: Option<EarlyStopping>,
     #[serde(default)]
     pub lr_schedule: LrSchedule,
+    /// Per-layer diagnostics at each epoch end.
+    #[serde(default = "yes")]
+    pub layer_diagnostics: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A learning-rate schedule, as given in a job spec (`spec.lr_schedule`).
@@ -779,6 +786,7 @@ mod tests {
             gradient_clip_norm: None,
             early_stopping: None,
             lr_schedule: LrSchedule::Constant,
+            layer_diagnostics: true,
         };
         assert_eq!(spec(vec![], false).parameter_count(4, 3), 4 * 3 + 3);
         assert_eq!(

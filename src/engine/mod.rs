@@ -478,7 +478,7 @@ pub fn train_model(
                 if let Some(max) = spec.gradient_clip_norm {
                     clip_grad_norm(&vs, max)?;
                 }
-                if iteration as usize == ipe {
+                if spec.layer_diagnostics && iteration as usize == ipe {
                     before_last_step = weights_before(&model)?;
                     last_batch = Some(batch.features.shallow_clone());
                 }
@@ -511,9 +511,12 @@ pub fn train_model(
                     Ok(Scores::with_targets(&logits, v.targets.clone())?)
                 })
                 .transpose()?;
-            let layers = match fixed_sample.as_ref().or(last_batch.as_ref()) {
-                Some(sample) => layer_diagnostics(&model, sample, &before_last_step)?,
-                None => Vec::new(),
+            let sample = fixed_sample.as_ref().or(last_batch.as_ref());
+            let layers = match sample {
+                Some(sample) if spec.layer_diagnostics => {
+                    layer_diagnostics(&model, sample, &before_last_step)?
+                }
+                _ => Vec::new(),
             };
             let train = Scores::from_batches(&outputs, &seen_targets)?;
             worker.submit(EpochOutputs {

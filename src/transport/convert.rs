@@ -42,6 +42,7 @@ pub fn job_spec(spec: Option<pb::JobSpec>) -> Result<JobSpec, SpecError> {
         ensemble: ensemble(s.ensemble)?,
         loss: loss(s.loss)?,
         lr_schedule: lr_schedule(s.lr_schedule, s.best_model_metric)?,
+        layer_diagnostics: s.layer_diagnostics.unwrap_or(true),
         gradient_clip_norm: s.gradient_clip_norm,
         early_stopping: s.early_stopping.map(|e| EarlyStopping {
             patience: e.patience,
@@ -494,6 +495,7 @@ pub fn spec_to_pb(s: &JobSpec) -> pb::JobSpec {
             members: e.members(),
         }),
         lr_schedule: lr_schedule_to_pb(s.lr_schedule),
+        layer_diagnostics: Some(s.layer_diagnostics),
         gradient_clip_norm: s.gradient_clip_norm,
         early_stopping: s.early_stopping.map(|e| pb::EarlyStopping {
             patience: e.patience,
