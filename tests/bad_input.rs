@@ -19,6 +19,7 @@ fn synthetic(s: &mut pb::JobSpec) -> &mut pb::SyntheticDataset {
 fn mlp(s: &mut pb::JobSpec) -> &mut pb::Mlp {
     match s.model.as_mut().unwrap().kind.as_mut().unwrap() {
         pb::model::Kind::Mlp(m) => m,
+        pb::model::Kind::Cnn(_) => unreachable!("the test specs are MLPs"),
     }
 }
 
@@ -305,6 +306,40 @@ const SPEC_CASES: &[(&str, Mutate, &[&str])] = &[
             })
         },
         &["spec.loss.gamma", "[0, 20]"],
+    ),
+    (
+        "a CNN input that is not the feature columns",
+        |s| {
+            s.model = Some(pb::Model {
+                kind: Some(pb::model::Kind::Cnn(pb::Cnn {
+                    channels: 1,
+                    height: 3,
+                    width: 3,
+                    blocks: vec![],
+                    ..Default::default()
+                })),
+            })
+        },
+        &["spec.model.cnn.input", "1 x 3 x 3 = 9", "8 feature columns"],
+    ),
+    (
+        "a CNN whose blocks leave no feature map",
+        |s| {
+            s.model = Some(pb::Model {
+                kind: Some(pb::model::Kind::Cnn(pb::Cnn {
+                    channels: 2,
+                    height: 2,
+                    width: 2,
+                    blocks: vec![pb::ConvBlock {
+                        channels: 4,
+                        kernel_size: 3,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })),
+            })
+        },
+        &["spec.model.cnn.blocks[0]", "leaves no feature map"],
     ),
     (
         "unknown resampling method",

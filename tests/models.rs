@@ -125,7 +125,7 @@ async fn exported_models_give_predicts_probabilities_in_pytorch() {
 /// Exports the job's best model in both formats, loads them in PyTorch and checks they give
 /// Predict's probabilities to 1e-5.
 async fn exports_match_predict(c: &mut TrainerClient<Channel>, job: &pb::Job, members: usize) {
-    let rows = random_rows(7, 64, 8);
+    let rows = random_rows(7, 64, job.feature_names.len());
     let p = predict(c, &job.id, &rows, pb::ModelVersion::Best)
         .await
         .unwrap();
@@ -167,6 +167,51 @@ async fn exports_match_predict(c: &mut TrainerClient<Channel>, job: &pb::Job, me
             let class = want.class_index as usize;
             assert_eq!(want.label, job.labels[class]);
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cnn_trains_predicts_and_exports_to_pytorch() {
+    let server = TestServer::start(1).await;
+    let mut c = server.client().await;
+    let mut s = spec(600, 3, 3);
+    if let Some(pb::dataset::Source::Synthetic(d)) =
+        s.dataset.as_mut().and_then(|d| d.source.as_mut())
+    {
+        d.features = 16;
+    }
+    let block = |channels, batch_norm, pool| pb::ConvBlock {
+        channels,
+        kernel_size: 3,
+        padding: 1,
+        batch_norm,
+        activation: pb::Activation::Relu as i32,
+        pool: pool as i32,
+        ..Default::default()
+    };
+    for gap in [false, true] {
+        s.model = Some(pb::Model {
+            kind: Some(pb::model::Kind::Cnn(pb::Cnn {
+                channels: 1,
+                height: 4,
+                width: 4,
+                blocks: vec![
+                    block(8, true, pb::PoolKind::Max),
+                    block(16, false, pb::PoolKind::Avg),
+                ],
+                global_average_pool: gap,
+                dense: Some(pb::Mlp {
+                    hidden_layers: vec![12],
+                    activation: pb::Activation::Tanh as i32,
+                    ..Default::default()
+                }),
+            })),
+        });
+        let job = finished_job(&mut c, s.clone()).await;
+        // conv 1*8*9+8 + bn 16 + conv 8*16*9+16; flat 16 (1x1 map either way); dense 16*12+12;
+        // head 12*3+3.
+        assert_eq!(job.parameter_count, 80 + 16 + 1168 + 204 + 39);
+        exports_match_predict(&mut c, &job, 1).await;
     }
 }
 

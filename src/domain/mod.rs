@@ -11,8 +11,8 @@ pub use event::{
     RunInfo,
 };
 pub use spec::{
-    Activation, ClassWeighting, DatasetSpec, EarlyStopping, EnsembleSpec, JobSpec, LossSpec,
-    LrSchedule, MAX_BATCH_SIZE, MAX_ENSEMBLE_MEMBERS, MAX_EPOCHS, MlpSpec, ModelSelection,
-    ModelSpec, ModelVersion, OptimizerSpec, ResamplingMethod, ResamplingSpec, SpecError,
-    SyntheticSpec,
+    Activation, ClassWeighting, CnnSpec, ConvBlock, DatasetSpec, EarlyStopping, EnsembleSpec,
+    JobSpec, LossSpec, LrSchedule, MAX_BATCH_SIZE, MAX_ENSEMBLE_MEMBERS, MAX_EPOCHS, MlpSpec,
+    ModelSelection, ModelSpec, ModelVersion, OptimizerSpec, Pool, ResamplingMethod, ResamplingSpec,
+    SpecError, SyntheticSpec,
 };

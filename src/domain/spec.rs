@@ -262,6 +262,96 @@ pub struct SyntheticSpec {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ModelSpec {
     Mlp(MlpSpec),
+    Cnn(CnnSpec),
+}
+
+impl ModelSpec {
+    /// The dense part: the whole MLP, or a CNN's head after its convolutions.
+    pub fn dense(&self) -> &MlpSpec {
+        match self {
+            Self::Mlp(m) => m,
+            Self::Cnn(c) => &c.dense,
+        }
+    }
+}
+
+/// A convolutional network over feature columns read as an image (row-major
+/// channels × height × width), then dense layers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CnnSpec {
+    /// Channels, height, width.
+    pub input: [u32; 3],
+    pub blocks: Vec<ConvBlock>,
+    /// Average each channel over the map before the dense layers (then the parameter count
+    /// does not depend on the image size); otherwise the map is flattened.
+    pub global_average_pool: bool,
+    pub dense: MlpSpec,
+}
+
+/// Convolution → [batch norm] → activation → [pooling].
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ConvBlock {
+    pub channels: u32,
+    pub kernel: u32,
+    pub stride: u32,
+    pub padding: u32,
+    pub batch_norm: bool,
+    pub activation: Activation,
+    pub pool: Pool,
+}
+
+/// Pooling after a convolution block, window = stride = the size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Pool {
+    None,
+    Max(u32),
+    Avg(u32),
+}
+
+impl CnnSpec {
+    /// The feature map after each block (channels, height, width), or the index of the
+    /// first block that leaves nothing.
+    pub fn shapes(&self) -> Result<Vec<[u64; 3]>, usize> {
+        let [mut c, mut h, mut w] = self.input.map(u64::from);
+        let mut out = Vec::with_capacity(self.blocks.len());
+        for (i, b) in self.blocks.iter().enumerate() {
+            let (k, s, p) = (
+                u64::from(b.kernel),
+                u64::from(b.stride.max(1)),
+                u64::from(b.padding),
+            );
+            if h + 2 * p < k || w + 2 * p < k {
+                return Err(i);
+            }
+            h = (h + 2 * p - k) / s + 1;
+            w = (w + 2 * p - k) / s + 1;
+            if let Pool::Max(n) | Pool::Avg(n) = b.pool {
+                h /= u64::from(n.max(1));
+                w /= u64::from(n.max(1));
+            }
+            if h == 0 || w == 0 {
+                return Err(i);
+            }
+            c = u64::from(b.channels);
+            out.push([c, h, w]);
+        }
+        let _ = c;
+        Ok(out)
+    }
+
+    /// Inputs of the dense part.
+    pub fn flat_features(&self) -> u64 {
+        let [c, h, w] = self
+            .shapes()
+            .ok()
+            .and_then(|s| s.last().copied())
+            .unwrap_or(self.input.map(u64::from));
+        if self.global_average_pool {
+            c
+        } else {
+            c * h * w
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -541,31 +631,54 @@ impl JobSpec {
 
     /// Trainable parameters of the model for `inputs` features and `classes` classes.
     pub fn parameter_count(&self, inputs: u64, classes: u64) -> u64 {
-        match &self.model {
-            ModelSpec::Mlp(mlp) => {
-                let mut fan_in = inputs;
-                let mut total = 0u64;
-                for &w in &mlp.hidden_layers {
-                    let w = u64::from(w);
-                    total = total.saturating_add(fan_in.saturating_mul(w).saturating_add(w));
-                    if mlp.batch_norm {
-                        total = total.saturating_add(2 * w);
-                    }
-                    fan_in = w;
+        let (mut total, mut fan_in) = (0u64, inputs);
+        if let ModelSpec::Cnn(cnn) = &self.model {
+            let mut ch = u64::from(cnn.input[0]);
+            for b in &cnn.blocks {
+                let (out, k) = (u64::from(b.channels), u64::from(b.kernel));
+                total = total.saturating_add(ch.saturating_mul(out).saturating_mul(k * k) + out);
+                if b.batch_norm {
+                    total = total.saturating_add(2 * out);
                 }
-                total.saturating_add(fan_in.saturating_mul(classes).saturating_add(classes))
+                ch = out;
             }
+            fan_in = cnn.flat_features();
         }
+        let mlp = self.model.dense();
+        for &w in &mlp.hidden_layers {
+            let w = u64::from(w);
+            total = total.saturating_add(fan_in.saturating_mul(w).saturating_add(w));
+            if mlp.batch_norm {
+                total = total.saturating_add(2 * w);
+            }
+            fan_in = w;
+        }
+        total.saturating_add(fan_in.saturating_mul(classes).saturating_add(classes))
+    }
+
+    /// A CNN's input shape must hold exactly the dataset's feature columns.
+    pub fn validate_inputs(&self, width: u64) -> Result<(), SpecError> {
+        let ModelSpec::Cnn(cnn) = &self.model else {
+            return Ok(());
+        };
+        let [c, h, w] = cnn.input.map(u64::from);
+        check(c * h * w == width, "spec.model.cnn.input", || {
+            format!(
+                "channels x height x width = {c} x {h} x {w} = {} but the dataset has {width} feature columns; give a shape whose product is {width}",
+                c * h * w
+            )
+        })
     }
 
     /// Batch statistics need at least two samples: with batch norm, refuses a batch size
     /// that leaves a last batch of one sample (PyTorch refuses such a batch too).
     pub fn validate_batches(&self, train_samples: u64) -> Result<(), SpecError> {
-        let ModelSpec::Mlp(mlp) = &self.model;
+        let batch_norm = self.model.dense().batch_norm
+            || matches!(&self.model, ModelSpec::Cnn(c) if c.blocks.iter().any(|b| b.batch_norm));
         let bs = u64::from(self.batch_size);
         let single =
             train_samples == 1 || (train_samples > bs && train_samples % bs == 1) || bs == 1;
-        check(!(mlp.batch_norm && single), "spec.batch_size", || {
+        check(!(batch_norm && single), "spec.batch_size", || {
             format!(
                 "with batch_norm, every batch needs at least 2 samples, but {train_samples} training samples in batches of {bs} leave a batch of 1; choose another batch size (e.g. {}) or validation_fraction",
                 if bs == 1 { 2 } else { bs + 1 }
@@ -649,11 +762,69 @@ impl JobSpec {
     }
 
     fn validate_model(&self) -> Result<(), SpecError> {
-        match &self.model {
-            ModelSpec::Mlp(mlp) => {
+        let (f, mlp) = match &self.model {
+            ModelSpec::Mlp(mlp) => ("spec.model.mlp", mlp),
+            ModelSpec::Cnn(cnn) => {
+                let f = "spec.model.cnn";
+                for (i, d) in cnn.input.iter().enumerate() {
+                    check(*d >= 1, &format!("{f}.input"), || {
+                        format!("dimension {i} is 0; channels, height and width must be at least 1")
+                    })?;
+                }
+                check(
+                    cnn.blocks.len() <= MAX_HIDDEN_LAYERS,
+                    &format!("{f}.blocks"),
+                    || {
+                        format!(
+                            "has {} blocks, more than the limit of {MAX_HIDDEN_LAYERS}",
+                            cnn.blocks.len()
+                        )
+                    },
+                )?;
+                for (i, b) in cnn.blocks.iter().enumerate() {
+                    let g = format!("{f}.blocks[{i}]");
+                    check(
+                        (1..=4096).contains(&b.channels),
+                        &format!("{g}.channels"),
+                        || format!("must be 1 to 4096, got {}", b.channels),
+                    )?;
+                    check(
+                        (1..=64).contains(&b.kernel),
+                        &format!("{g}.kernel_size"),
+                        || format!("must be 1 to 64, got {}", b.kernel),
+                    )?;
+                    check(b.stride >= 1, &format!("{g}.stride"), || {
+                        "must be at least 1".into()
+                    })?;
+                    check(b.padding < b.kernel.max(1), &format!("{g}.padding"), || {
+                        format!(
+                            "must be smaller than kernel_size ({}), got {}",
+                            b.kernel, b.padding
+                        )
+                    })?;
+                    if let Pool::Max(n) | Pool::Avg(n) = b.pool {
+                        check(n >= 1, &format!("{g}.pool_size"), || {
+                            "must be at least 1".into()
+                        })?;
+                    }
+                }
+                if let Err(i) = cnn.shapes() {
+                    return Err(SpecError::new(
+                        format!("{f}.blocks[{i}]"),
+                        format!(
+                            "leaves no feature map for a {}x{}x{} input; use padding, smaller kernels or strides, or fewer pooling blocks",
+                            cnn.input[0], cnn.input[1], cnn.input[2]
+                        ),
+                    ));
+                }
+                ("spec.model.cnn.dense", &cnn.dense)
+            }
+        };
+        {
+            {
                 check(
                     mlp.hidden_layers.len() <= MAX_HIDDEN_LAYERS,
-                    "spec.model.mlp.hidden_layers",
+                    &format!("{f}.hidden_layers"),
                     || {
                         format!(
                             "has {} layers, more than the limit of {MAX_HIDDEN_LAYERS}",
@@ -664,11 +835,11 @@ impl JobSpec {
                 for (i, w) in mlp.hidden_layers.iter().enumerate() {
                     check(
                         (1..=MAX_LAYER_WIDTH).contains(w),
-                        &format!("spec.model.mlp.hidden_layers[{i}]"),
+                        &format!("{f}.hidden_layers[{i}]"),
                         || format!("width must be 1 to {MAX_LAYER_WIDTH}, got {w}"),
                     )?;
                 }
-                check_unit(mlp.dropout, "spec.model.mlp.dropout", "dropout probability")
+                check_unit(mlp.dropout, &format!("{f}.dropout"), "dropout probability")
             }
         }
     }

@@ -18,14 +18,13 @@ pub fn layer_diagnostics(
     sample: &Tensor,
     before: &[(String, Tensor)],
 ) -> Result<Vec<LayerDiagnostics>, EngineError> {
-    let activation = model.activation();
+    let activations = model.layer_activations();
     let weights = model.layer_weights();
     let outputs = tch::no_grad(|| model.layer_outputs(sample));
-    let last = outputs.len() - 1;
     let mut out = Vec::with_capacity(outputs.len());
-    for (i, ((name, a), (_, w))) in outputs.iter().zip(&weights).enumerate() {
+    for (((name, a), (_, w)), activation) in outputs.iter().zip(&weights).zip(&activations) {
         let a = a.f_to_kind(Kind::Double)?;
-        let hidden = i < last;
+        let (activation, hidden) = (activation.unwrap_or(Activation::Relu), activation.is_some());
         let saturated = match activation {
             Activation::Tanh if hidden => {
                 Some(fraction(&a.f_abs()?.f_ge(1.0 - SATURATION_MARGIN)?)?)

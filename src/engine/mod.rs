@@ -304,6 +304,12 @@ pub fn build_model(vs: &nn::VarStore, spec: &JobSpec, inputs: usize, classes: us
             classes as i64,
             spec.seed.wrapping_add(INIT_SEED),
         ),
+        ModelSpec::Cnn(cnn) => Mlp::new_cnn(
+            &vs.root(),
+            cnn,
+            classes as i64,
+            spec.seed.wrapping_add(INIT_SEED),
+        ),
     }
 }
 

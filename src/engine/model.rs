@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
-use crate::domain::{Activation, MlpSpec};
+use crate::domain::{Activation, CnnSpec, ConvBlock, MlpSpec, Pool};
 
 /// PyTorch's `BatchNorm1d` defaults.
 const BN_EPS: f64 = 1e-5;
@@ -21,13 +21,19 @@ struct Dense {
 impl Dense {
     /// `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` for weight and bias, as PyTorch's nn.Linear.
     fn new(p: nn::Path, fan_in: i64, fan_out: i64, rng: &mut ChaCha8Rng) -> Self {
+        Self::with_shape(p, fan_in, &[fan_out, fan_in], rng)
+    }
+
+    /// A weight of `shape` (`[out, …]`) and a bias of `out`, both uniform in
+    /// ±1/sqrt(fan_in): PyTorch's default for nn.Linear and nn.Conv2d alike.
+    fn with_shape(p: nn::Path, fan_in: i64, shape: &[i64], rng: &mut ChaCha8Rng) -> Self {
         let bound = 1.0 / (fan_in as f32).sqrt();
         let mut uniform = |n: i64| -> Tensor {
             let v: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
             Tensor::from_slice(&v)
         };
-        let w = uniform(fan_out * fan_in).view([fan_out, fan_in]);
-        let b = uniform(fan_out);
+        let w = uniform(shape.iter().product()).view(shape);
+        let b = uniform(shape[0]);
         Self {
             weight: p.var_copy("weight", &w),
             bias: p.var_copy("bias", &b),
@@ -44,8 +50,60 @@ struct Hidden {
     norm: Option<nn::BatchNorm>,
 }
 
-/// Linear → [BatchNorm] → activation → [Dropout], repeated, then a linear head (logits).
+/// Convolution → [batch norm] → activation → [pooling].
+struct Conv {
+    conv: Dense,
+    spec: ConvBlock,
+    norm: Option<nn::BatchNorm>,
+}
+
+impl Conv {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let s = i64::from(self.spec.stride);
+        let p = i64::from(self.spec.padding);
+        let mut h = x.conv2d(
+            &self.conv.weight,
+            Some(&self.conv.bias),
+            [s, s],
+            [p, p],
+            [1, 1],
+            1,
+        );
+        if let Some(bn) = &self.norm {
+            h = bn.forward_t(&h, train);
+        }
+        h = activate(&h, self.spec.activation);
+        match self.spec.pool {
+            Pool::None => h,
+            Pool::Max(n) => {
+                let n = i64::from(n);
+                h.max_pool2d([n, n], [n, n], [0, 0], [1, 1], false)
+            }
+            Pool::Avg(n) => {
+                let n = i64::from(n);
+                h.avg_pool2d([n, n], [n, n], [0, 0], false, true, None::<i64>)
+            }
+        }
+    }
+}
+
+/// PyTorch's batch norm: scale initialized to ones (tch's default is uniform).
+fn batch_norm_config() -> nn::BatchNormConfig {
+    nn::BatchNormConfig {
+        ws_init: nn::Init::Const(1.0),
+        bs_init: nn::Init::Const(0.0),
+        eps: BN_EPS,
+        momentum: BN_MOMENTUM,
+        ..Default::default()
+    }
+}
+
+/// Linear → [BatchNorm] → activation → [Dropout], repeated, then a linear head (logits);
+/// for a CNN, convolution blocks first over the input read as an image.
 pub struct Mlp {
+    /// The CNN's input shape (channels, height, width), its blocks, and whether the map is
+    /// averaged per channel (else flattened) before the dense layers.
+    image: Option<([i64; 3], Vec<Conv>, bool)>,
     hidden: Vec<Hidden>,
     head: Dense,
     activation: Activation,
@@ -56,27 +114,56 @@ pub struct Mlp {
 impl Mlp {
     pub fn new(vs: &nn::Path, spec: &MlpSpec, inputs: i64, classes: i64, seed: u64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        Self::dense(vs, spec, inputs, classes, seed, &mut rng, None)
+    }
+
+    /// A CNN: its convolution blocks, then `cnn.dense`.
+    pub fn new_cnn(vs: &nn::Path, cnn: &CnnSpec, classes: i64, seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut ch = i64::from(cnn.input[0]);
+        let mut convs = Vec::with_capacity(cnn.blocks.len());
+        for (i, b) in cnn.blocks.iter().enumerate() {
+            let p = vs / format!("conv{i}");
+            let (out, k) = (i64::from(b.channels), i64::from(b.kernel));
+            let conv = Dense::with_shape(&p / "conv", ch * k * k, &[out, ch, k, k], &mut rng);
+            let norm = b
+                .batch_norm
+                .then(|| nn::batch_norm2d(&p / "batch_norm", out, batch_norm_config()));
+            convs.push(Conv {
+                conv,
+                spec: *b,
+                norm,
+            });
+            ch = out;
+        }
+        let image = (cnn.input.map(i64::from), convs, cnn.global_average_pool);
+        let flat = cnn.flat_features() as i64;
+        Self::dense(vs, &cnn.dense, flat, classes, seed, &mut rng, Some(image))
+    }
+
+    fn dense(
+        vs: &nn::Path,
+        spec: &MlpSpec,
+        inputs: i64,
+        classes: i64,
+        seed: u64,
+        rng: &mut ChaCha8Rng,
+        image: Option<([i64; 3], Vec<Conv>, bool)>,
+    ) -> Self {
         let mut fan_in = inputs;
         let mut hidden = Vec::new();
         for (i, &w) in spec.hidden_layers.iter().enumerate() {
             let p = vs / format!("hidden{i}");
-            let dense = Dense::new(&p / "linear", fan_in, i64::from(w), &mut rng);
-            let norm = spec.batch_norm.then(|| {
-                // PyTorch initializes the scale to ones (tch's default is uniform).
-                let cfg = nn::BatchNormConfig {
-                    ws_init: nn::Init::Const(1.0),
-                    bs_init: nn::Init::Const(0.0),
-                    eps: BN_EPS,
-                    momentum: BN_MOMENTUM,
-                    ..Default::default()
-                };
-                nn::batch_norm1d(&p / "batch_norm", i64::from(w), cfg)
-            });
+            let dense = Dense::new(&p / "linear", fan_in, i64::from(w), rng);
+            let norm = spec
+                .batch_norm
+                .then(|| nn::batch_norm1d(&p / "batch_norm", i64::from(w), batch_norm_config()));
             hidden.push(Hidden { dense, norm });
             fan_in = i64::from(w);
         }
-        let head = Dense::new(vs / "head", fan_in, classes, &mut rng);
+        let head = Dense::new(vs / "head", fan_in, classes, rng);
         Self {
+            image,
             hidden,
             head,
             activation: spec.activation,
@@ -97,7 +184,7 @@ impl Mlp {
     /// Logits. `train` selects batch statistics and dropout; evaluation uses running
     /// statistics and no dropout.
     pub fn forward_t(&mut self, x: &Tensor, train: bool) -> Tensor {
-        let mut h = x.shallow_clone();
+        let mut h = self.features(x, train);
         for layer in &self.hidden {
             h = layer.dense.forward(&h);
             if let Some(bn) = &layer.norm {
@@ -113,16 +200,53 @@ impl Mlp {
 }
 
 impl Mlp {
+    /// A CNN's convolution blocks applied to rows read as images, averaged or flattened;
+    /// the rows themselves for an MLP.
+    fn features(&self, x: &Tensor, train: bool) -> Tensor {
+        let Some(([c, h, w], convs, gap)) = &self.image else {
+            return x.shallow_clone();
+        };
+        let mut m = x.view([-1, *c, *h, *w]);
+        for conv in convs {
+            m = conv.forward_t(&m, train);
+        }
+        if *gap {
+            m.mean_dim(&[2i64, 3][..], false, Kind::Float)
+        } else {
+            m.flatten(1, -1)
+        }
+    }
+
     pub fn activation(&self) -> Activation {
         self.activation
     }
 
+    fn convs(&self) -> &[Conv] {
+        self.image.as_ref().map_or(&[][..], |(_, c, _)| c)
+    }
+
+    /// The activation of each layer of `layer_outputs`, in order (`None` for the head).
+    pub fn layer_activations(&self) -> Vec<Option<Activation>> {
+        self.convs()
+            .iter()
+            .map(|c| Some(c.spec.activation))
+            .chain(self.hidden.iter().map(|_| Some(self.activation)))
+            .chain(std::iter::once(None))
+            .collect()
+    }
+
     /// Each layer's weight matrix by layer name (`hidden0`…, `head`), sharing storage.
     pub fn layer_weights(&self) -> Vec<(String, Tensor)> {
-        self.hidden
+        self.convs()
             .iter()
             .enumerate()
-            .map(|(i, l)| (format!("hidden{i}"), l.dense.weight.shallow_clone()))
+            .map(|(i, c)| (format!("conv{i}"), c.conv.weight.shallow_clone()))
+            .chain(
+                self.hidden
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| (format!("hidden{i}"), l.dense.weight.shallow_clone())),
+            )
             .chain(std::iter::once((
                 "head".to_string(),
                 self.head.weight.shallow_clone(),
@@ -135,6 +259,18 @@ impl Mlp {
     pub fn layer_outputs(&self, x: &Tensor) -> Vec<(String, Tensor)> {
         let mut out = Vec::with_capacity(self.hidden.len() + 1);
         let mut h = x.shallow_clone();
+        if let Some(([c, hh, w], convs, gap)) = &self.image {
+            let mut m = x.view([-1, *c, *hh, *w]);
+            for (i, conv) in convs.iter().enumerate() {
+                m = conv.forward_t(&m, false);
+                out.push((format!("conv{i}"), m.shallow_clone()));
+            }
+            h = if *gap {
+                m.mean_dim(&[2i64, 3][..], false, Kind::Float)
+            } else {
+                m.flatten(1, -1)
+            };
+        }
         for (i, layer) in self.hidden.iter().enumerate() {
             h = layer.dense.forward(&h);
             if let Some(bn) = &layer.norm {
@@ -171,6 +307,44 @@ pub enum TorchLayer {
     Dropout {
         p: f64,
     },
+    Unflatten {
+        dim: i64,
+        unflattened_size: [i64; 3],
+    },
+    Conv2d {
+        in_channels: i64,
+        out_channels: i64,
+        kernel_size: i64,
+        stride: i64,
+        padding: i64,
+    },
+    BatchNorm2d {
+        num_features: i64,
+        eps: f64,
+        momentum: f64,
+    },
+    MaxPool2d {
+        kernel_size: i64,
+    },
+    AvgPool2d {
+        kernel_size: i64,
+    },
+    AdaptiveAvgPool2d {
+        output_size: i64,
+    },
+    Flatten,
+}
+
+fn torch_activation(a: Activation) -> TorchLayer {
+    match a {
+        Activation::Relu => TorchLayer::ReLU,
+        Activation::Tanh => TorchLayer::Tanh,
+        Activation::Sigmoid => TorchLayer::Sigmoid,
+        Activation::LeakyRelu => TorchLayer::LeakyReLU {
+            negative_slope: 0.01,
+        },
+        Activation::Gelu => TorchLayer::GELU,
+    }
 }
 
 impl Mlp {
@@ -181,19 +355,61 @@ impl Mlp {
         let copy = |t: &Tensor| t.detach().to_device(tch::Device::Cpu).copy();
         let mut layers = Vec::new();
         let mut state = Vec::new();
-        let mut linear = |layers: &mut Vec<TorchLayer>, d: &Dense| {
-            let idx = layers.len();
-            let size = d.weight.size();
-            state.push((format!("{idx}.weight"), copy(&d.weight)));
-            state.push((format!("{idx}.bias"), copy(&d.bias)));
-            layers.push(TorchLayer::Linear {
-                in_features: size[1],
-                out_features: size[0],
-            });
-        };
+        let linear =
+            |layers: &mut Vec<TorchLayer>, state: &mut Vec<(String, Tensor)>, d: &Dense| {
+                let idx = layers.len();
+                let size = d.weight.size();
+                state.push((format!("{idx}.weight"), copy(&d.weight)));
+                state.push((format!("{idx}.bias"), copy(&d.bias)));
+                layers.push(TorchLayer::Linear {
+                    in_features: size[1],
+                    out_features: size[0],
+                });
+            };
         let mut norms = Vec::new();
+        if let Some((shape, convs, gap)) = &self.image {
+            layers.push(TorchLayer::Unflatten {
+                dim: 1,
+                unflattened_size: *shape,
+            });
+            for c in convs {
+                let idx = layers.len();
+                let size = c.conv.weight.size();
+                state.push((format!("{idx}.weight"), copy(&c.conv.weight)));
+                state.push((format!("{idx}.bias"), copy(&c.conv.bias)));
+                layers.push(TorchLayer::Conv2d {
+                    in_channels: size[1],
+                    out_channels: size[0],
+                    kernel_size: size[2],
+                    stride: i64::from(c.spec.stride),
+                    padding: i64::from(c.spec.padding),
+                });
+                if let Some(bn) = &c.norm {
+                    norms.push((layers.len(), bn));
+                    layers.push(TorchLayer::BatchNorm2d {
+                        num_features: size[0],
+                        eps: BN_EPS,
+                        momentum: BN_MOMENTUM,
+                    });
+                }
+                layers.push(torch_activation(c.spec.activation));
+                match c.spec.pool {
+                    Pool::None => {}
+                    Pool::Max(n) => layers.push(TorchLayer::MaxPool2d {
+                        kernel_size: i64::from(n),
+                    }),
+                    Pool::Avg(n) => layers.push(TorchLayer::AvgPool2d {
+                        kernel_size: i64::from(n),
+                    }),
+                }
+            }
+            if *gap {
+                layers.push(TorchLayer::AdaptiveAvgPool2d { output_size: 1 });
+            }
+            layers.push(TorchLayer::Flatten);
+        }
         for layer in &self.hidden {
-            linear(&mut layers, &layer.dense);
+            linear(&mut layers, &mut state, &layer.dense);
             if let Some(bn) = &layer.norm {
                 norms.push((layers.len(), bn));
                 layers.push(TorchLayer::BatchNorm1d {
@@ -202,20 +418,12 @@ impl Mlp {
                     momentum: BN_MOMENTUM,
                 });
             }
-            layers.push(match self.activation {
-                Activation::Relu => TorchLayer::ReLU,
-                Activation::Tanh => TorchLayer::Tanh,
-                Activation::Sigmoid => TorchLayer::Sigmoid,
-                Activation::LeakyRelu => TorchLayer::LeakyReLU {
-                    negative_slope: 0.01,
-                },
-                Activation::Gelu => TorchLayer::GELU,
-            });
+            layers.push(torch_activation(self.activation));
             if self.dropout > 0.0 {
                 layers.push(TorchLayer::Dropout { p: self.dropout });
             }
         }
-        linear(&mut layers, &self.head);
+        linear(&mut layers, &mut state, &self.head);
         for (idx, bn) in norms {
             if let Some(w) = &bn.ws {
                 state.push((format!("{idx}.weight"), copy(w)));

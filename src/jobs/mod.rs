@@ -269,6 +269,7 @@ impl JobManager {
             .into());
         }
         spec.validate_class_weights(Some(&dataset.labels))?;
+        spec.validate_inputs(dataset.width as u64)?;
         spec.validate_model_size(dataset.width as u64, dataset.labels.len() as u64)?;
         let train_counts = data::train_counts(&dataset.class_counts(), spec.validation_fraction);
         let planned = data::imbalance::planned_counts(spec, &train_counts)?;

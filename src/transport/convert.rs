@@ -4,10 +4,10 @@ use std::time::SystemTime;
 
 use super::pb;
 use crate::domain::{
-    Activation, ClassWeighting, DatasetInfo, DatasetSpec, EarlyStopping, EnsembleSpec, EpochEnd,
-    EventKind, IterationProgress, JobEvent, JobSpec, JobStatus, LossSpec, LrSchedule, MlpSpec,
-    ModelSelection, ModelSpec, ModelVersion, OptimizerSpec, ResamplingMethod, ResamplingSpec,
-    SpecError, SyntheticSpec,
+    Activation, ClassWeighting, CnnSpec, ConvBlock, DatasetInfo, DatasetSpec, EarlyStopping,
+    EnsembleSpec, EpochEnd, EventKind, IterationProgress, JobEvent, JobSpec, JobStatus, LossSpec,
+    LrSchedule, MlpSpec, ModelSelection, ModelSpec, ModelVersion, OptimizerSpec, Pool,
+    ResamplingMethod, ResamplingSpec, SpecError, SyntheticSpec,
 };
 use crate::jobs::{EvalData, ExportFormat, JobQuery, JobSnapshot, Predictions};
 use crate::metrics::curves::{ClassCurves, ThresholdPoint};
@@ -298,13 +298,42 @@ fn dataset(d: Option<pb::Dataset>) -> Result<DatasetSpec, SpecError> {
     }
 }
 
+fn mlp_spec(mlp: pb::Mlp) -> Result<MlpSpec, SpecError> {
+    Ok(MlpSpec {
+        hidden_layers: mlp.hidden_layers,
+        activation: activation(mlp.activation)?,
+        batch_norm: mlp.batch_norm,
+        dropout: mlp.dropout,
+    })
+}
+
 fn model(m: Option<pb::Model>) -> Result<ModelSpec, SpecError> {
     match m.and_then(|m| m.kind) {
-        Some(pb::model::Kind::Mlp(mlp)) => Ok(ModelSpec::Mlp(MlpSpec {
-            hidden_layers: mlp.hidden_layers,
-            activation: activation(mlp.activation)?,
-            batch_norm: mlp.batch_norm,
-            dropout: mlp.dropout,
+        Some(pb::model::Kind::Mlp(mlp)) => Ok(ModelSpec::Mlp(mlp_spec(mlp)?)),
+        Some(pb::model::Kind::Cnn(c)) => Ok(ModelSpec::Cnn(CnnSpec {
+            input: [c.channels, c.height, c.width],
+            blocks: c
+                .blocks
+                .into_iter()
+                .map(|b| {
+                    let size = b.pool_size.unwrap_or(2);
+                    Ok(ConvBlock {
+                        channels: b.channels,
+                        kernel: b.kernel_size,
+                        stride: b.stride.unwrap_or(1),
+                        padding: b.padding,
+                        batch_norm: b.batch_norm,
+                        activation: activation(b.activation)?,
+                        pool: match pb::PoolKind::try_from(b.pool) {
+                            Ok(pb::PoolKind::Max) => Pool::Max(size),
+                            Ok(pb::PoolKind::Avg) => Pool::Avg(size),
+                            _ => Pool::None,
+                        },
+                    })
+                })
+                .collect::<Result<_, SpecError>>()?,
+            global_average_pool: c.global_average_pool,
+            dense: mlp_spec(c.dense.unwrap_or_default())?,
         })),
         None => Err(SpecError::new(
             "spec.model",
@@ -431,27 +460,56 @@ pub fn spec_to_pb(s: &JobSpec) -> pb::JobSpec {
             seed: x.seed,
         }),
     };
-    let ModelSpec::Mlp(m) = &s.model;
-    let activation = match m.activation {
+    let activation = |a: Activation| match a {
         Activation::Relu => pb::Activation::Relu,
         Activation::Tanh => pb::Activation::Tanh,
         Activation::Sigmoid => pb::Activation::Sigmoid,
         Activation::LeakyRelu => pb::Activation::LeakyRelu,
         Activation::Gelu => pb::Activation::Gelu,
+    } as i32;
+    let mlp = |m: &MlpSpec| pb::Mlp {
+        hidden_layers: m.hidden_layers.clone(),
+        activation: activation(m.activation),
+        batch_norm: m.batch_norm,
+        dropout: m.dropout,
+    };
+    let model = match &s.model {
+        ModelSpec::Mlp(m) => pb::model::Kind::Mlp(mlp(m)),
+        ModelSpec::Cnn(c) => pb::model::Kind::Cnn(pb::Cnn {
+            channels: c.input[0],
+            height: c.input[1],
+            width: c.input[2],
+            blocks: c
+                .blocks
+                .iter()
+                .map(|b| {
+                    let (pool, size) = match b.pool {
+                        Pool::None => (pb::PoolKind::None, None),
+                        Pool::Max(n) => (pb::PoolKind::Max, Some(n)),
+                        Pool::Avg(n) => (pb::PoolKind::Avg, Some(n)),
+                    };
+                    pb::ConvBlock {
+                        channels: b.channels,
+                        kernel_size: b.kernel,
+                        stride: Some(b.stride),
+                        padding: b.padding,
+                        batch_norm: b.batch_norm,
+                        activation: activation(b.activation),
+                        pool: pool as i32,
+                        pool_size: size,
+                    }
+                })
+                .collect(),
+            global_average_pool: c.global_average_pool,
+            dense: Some(mlp(&c.dense)),
+        }),
     };
     pb::JobSpec {
         name: s.name.clone(),
         dataset: Some(pb::Dataset {
             source: Some(dataset),
         }),
-        model: Some(pb::Model {
-            kind: Some(pb::model::Kind::Mlp(pb::Mlp {
-                hidden_layers: m.hidden_layers.clone(),
-                activation: activation as i32,
-                batch_norm: m.batch_norm,
-                dropout: m.dropout,
-            })),
-        }),
+        model: Some(pb::Model { kind: Some(model) }),
         epochs: s.epochs,
         batch_size: s.batch_size,
         learning_rate: s.learning_rate,
