@@ -42,6 +42,7 @@ bench: build
 	cargo bench --locked --bench watchers
 	cargo bench --locked --bench imbalance
 	cargo bench --locked --bench diagnostics
+	cargo bench --locked --bench digits
 
 lint: $(STAMP)
 	cargo fmt --check
