@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bench_spec, start_server};
+use common::{bench_spec, median, start_server, train_events};
 use gradstream::transport::pb::{self, trainer_client::TrainerClient};
 use tonic::transport::Channel;
 
@@ -17,16 +17,8 @@ async fn epoch_seconds(c: &mut TrainerClient<Channel>, diagnostics: bool) -> f64
     // A validation split, so the diagnostics use their fixed 256-row sample.
     spec.validation_fraction = Some(0.1);
     spec.layer_diagnostics = Some(diagnostics);
-    let mut stream = c
-        .train(pb::SubmitJobRequest {
-            spec: Some(spec),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
     let mut seconds = Vec::new();
-    while let Some(e) = stream.message().await.unwrap() {
+    for e in train_events(c, spec).await {
         if let Some(pb::job_event::Kind::Epoch(x)) = e.kind {
             assert_eq!(x.layers.is_empty(), !diagnostics);
             seconds.push(x.seconds);
@@ -49,11 +41,7 @@ async fn main() {
     }
     // Medians: one slow round (the VM is shared) would move a mean by more than the
     // effect measured.
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        (v[(v.len() - 1) / 2] + v[v.len() / 2]) / 2.0
-    };
+    let median = |v: &[f64]| median(v.to_vec());
     println!("diagnostics: median of mean epoch seconds over {ROUNDS} interleaved rounds");
     println!("  without: {:.4} s  {off:.3?}", median(&off));
     println!("  with:    {:.4} s  {on:.3?}", median(&on));

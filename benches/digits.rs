@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::Instant;
 
-use common::start_server;
+use common::{start_server, train_events};
 use gradstream::transport::pb::{self, trainer_client::TrainerClient};
 
 fn block(channels: u32) -> pb::ConvBlock {
@@ -68,16 +68,8 @@ async fn main() {
         ..Default::default()
     };
     let start = Instant::now();
-    let mut stream = c
-        .train(pb::SubmitJobRequest {
-            spec: Some(spec),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
     let mut accuracies = Vec::new();
-    while let Some(e) = stream.message().await.unwrap() {
+    for e in train_events(&mut c, spec).await {
         match e.kind {
             Some(pb::job_event::Kind::Epoch(x)) => {
                 accuracies.push(x.validation.map_or(f64::NAN, |v| v.accuracy))

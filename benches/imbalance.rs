@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::start_server;
+use common::{start_server, train_events};
 use gradstream::transport::pb::{self, trainer_client::TrainerClient};
 
 const SAMPLES: u32 = 20_000;
@@ -94,16 +94,8 @@ async fn main() {
     println!("|---|---|---|---|---|---|---|---|");
     for (name, spec) in remedies() {
         let start = std::time::Instant::now();
-        let mut stream = c
-            .train(pb::SubmitJobRequest {
-                spec: Some(spec),
-                request_id: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
         let mut last = None;
-        while let Some(e) = stream.message().await.unwrap() {
+        for e in train_events(&mut c, spec).await {
             match e.kind {
                 Some(pb::job_event::Kind::Epoch(x)) => last = Some(x),
                 Some(pb::job_event::Kind::Status(s))

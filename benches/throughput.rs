@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use common::*;
-use gradstream::transport::pb::{self, trainer_client::TrainerClient};
+use gradstream::transport::pb::trainer_client::TrainerClient;
 use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
@@ -67,18 +67,7 @@ fn bare_tch() -> f64 {
 /// Submit and follow through gRPC; returns (RUNNING→SUCCEEDED seconds, submit→last event seconds).
 async fn service(client: &mut TrainerClient<tonic::transport::Channel>) -> (f64, f64) {
     let start = Instant::now();
-    let mut stream = client
-        .train(pb::SubmitJobRequest {
-            spec: Some(bench_spec(0)),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut events = Vec::new();
-    while let Some(e) = stream.message().await.unwrap() {
-        events.push(e);
-    }
+    let events = train_events(client, bench_spec(0)).await;
     let wall = start.elapsed().as_secs_f64();
     (training_seconds(&events), wall)
 }

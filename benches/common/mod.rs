@@ -82,3 +82,25 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
+
+/// Submits `spec` through `Train` and returns every event of the job, to its end.
+pub async fn train_events(
+    client: &mut gradstream::transport::pb::trainer_client::TrainerClient<
+        tonic::transport::Channel,
+    >,
+    spec: pb::JobSpec,
+) -> Vec<pb::JobEvent> {
+    let mut stream = client
+        .train(pb::SubmitJobRequest {
+            spec: Some(spec),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(e) = stream.message().await.unwrap() {
+        events.push(e);
+    }
+    events
+}
