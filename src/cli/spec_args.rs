@@ -150,6 +150,16 @@ pub struct SpecArgs {
     /// Leave out the per-layer diagnostics.
     #[arg(long)]
     pub no_diagnostics: bool,
+    /// A CNN: the feature columns as an image of this shape, CHANNELS,HEIGHT,WIDTH.
+    #[arg(long, value_parser = parse_shape)]
+    pub input_shape: Option<[u32; 3]>,
+    /// CNN convolution blocks, their channels (3x3, padding 1, --activation, batch norm with
+    /// --batch-norm, 2x2 max pooling); the --hidden layers follow.
+    #[arg(long, value_delimiter = ',')]
+    pub conv: Vec<u32>,
+    /// CNN: average each channel over the map instead of flattening it.
+    #[arg(long)]
+    pub global_avg_pool: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -162,7 +172,55 @@ pub enum ScheduleArg {
     Plateau,
 }
 
+/// `C,H,W`: three positive integers.
+fn parse_shape(s: &str) -> Result<[u32; 3], String> {
+    let dims: Vec<u32> = s
+        .split(',')
+        .map(|d| d.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("'{s}': {e}; give CHANNELS,HEIGHT,WIDTH, e.g. 1,8,8"))?;
+    <[u32; 3]>::try_from(dims).map_err(|d| {
+        format!(
+            "'{s}' has {} numbers; give CHANNELS,HEIGHT,WIDTH, e.g. 1,8,8",
+            d.len()
+        )
+    })
+}
+
 impl SpecArgs {
+    /// An MLP, or a CNN when --input-shape is given.
+    fn model(&self, activation: pb::Activation) -> pb::model::Kind {
+        let dense = pb::Mlp {
+            hidden_layers: self.hidden.clone(),
+            activation: activation as i32,
+            batch_norm: self.batch_norm,
+            dropout: self.dropout,
+        };
+        let Some([channels, height, width]) = self.input_shape else {
+            return pb::model::Kind::Mlp(dense);
+        };
+        pb::model::Kind::Cnn(pb::Cnn {
+            channels,
+            height,
+            width,
+            blocks: self
+                .conv
+                .iter()
+                .map(|&c| pb::ConvBlock {
+                    channels: c,
+                    kernel_size: 3,
+                    padding: 1,
+                    batch_norm: self.batch_norm,
+                    activation: activation as i32,
+                    pool: pb::PoolKind::Max as i32,
+                    ..Default::default()
+                })
+                .collect(),
+            global_average_pool: self.global_avg_pool,
+            dense: Some(dense),
+        })
+    }
+
     fn lr_schedule(&self) -> Option<pb::LrSchedule> {
         use pb::lr_schedule::Kind;
         let gamma = self.lr_gamma.unwrap_or(0.1);
@@ -259,12 +317,7 @@ impl SpecArgs {
                     source: Some(source),
                 }),
                 model: Some(pb::Model {
-                    kind: Some(pb::model::Kind::Mlp(pb::Mlp {
-                        hidden_layers: self.hidden.clone(),
-                        activation: activation as i32,
-                        batch_norm: self.batch_norm,
-                        dropout: self.dropout,
-                    })),
+                    kind: Some(self.model(activation)),
                 }),
                 epochs: self.epochs,
                 batch_size: self.batch_size,
