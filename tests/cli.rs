@@ -453,3 +453,59 @@ fn model_commands_predict_evaluate_plot_and_export() {
     assert_eq!(card["labels"], serde_json::json!(["no", "yes"]));
     assert!(std::fs::metadata(&st).unwrap().len() > 100);
 }
+
+#[test]
+fn lr_find_draws_the_curve_and_cnn_flags_train_a_cnn() {
+    let server = Server::start();
+    let out = server.cli(&["lr-find", "--samples", "600", "--iterations", "60"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("suggested learning rate:"), "{text}");
+    assert!(text.contains('*') && text.contains("loss/lr"), "{text}");
+    let json = json_lines(&server.cli(&[
+        "lr-find",
+        "--json",
+        "--samples",
+        "600",
+        "--iterations",
+        "20",
+    ]));
+    assert_eq!(json.len(), 21, "20 points then the result");
+    assert!(json[20]["suggested_learning_rate"].as_f64().unwrap() > 0.0);
+
+    // 16 synthetic features read as a 1x4x4 image.
+    let out = server.cli(&[
+        "train",
+        "--json",
+        "--samples",
+        "400",
+        "--features",
+        "16",
+        "--epochs",
+        "1",
+        "--input-shape",
+        "1,4,4",
+        "--conv",
+        "4,8",
+        "--hidden",
+        "8",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = json_lines(&out);
+    assert_eq!(events.last().unwrap()["status"]["status"], "SUCCEEDED");
+    let job_id = events[0]["job_id"].as_str().unwrap().to_string();
+    let job = &json_lines(&server.cli(&["jobs", "get", "--json", &job_id]))[0];
+    // conv 1*4*9+4, conv 4*8*9+8, dense 8*8+8 (1x1 map after two 2x2 pools), head 8*3+3.
+    assert_eq!(job["parameter_count"], 40 + 296 + 72 + 27);
+    let out = server.cli(&["train", "--input-shape", "1,4", "--features", "16"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CHANNELS,HEIGHT,WIDTH"));
+}
