@@ -148,6 +148,7 @@ async fn epochs_carry_layer_diagnostics_and_the_generalization_gap() {
     assert_eq!(statuses(&events).last(), Some(&pb::JobStatus::Succeeded));
     let ends = epochs(&events);
     for e in &ends {
+        assert!(e.diagnostics_seconds > 0.0 && e.diagnostics_seconds < e.seconds);
         let names: Vec<&str> = e.layers.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["hidden0", "hidden1", "head"]);
         for l in &e.layers[..2] {

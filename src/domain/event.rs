@@ -87,6 +87,9 @@ pub struct EpochEnd {
     /// Per-layer diagnostics on a fixed sample.
     #[serde(default)]
     pub layers: Vec<LayerDiagnostics>,
+    /// Time spent computing `layers`.
+    #[serde(default)]
+    pub diagnostics_seconds: f64,
 }
 
 /// What one layer does on the diagnostic sample (see the proto for each field).

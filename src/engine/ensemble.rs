@@ -110,6 +110,7 @@ pub(super) fn train(
         generalization_gap: None,
         overfitting: false,
         layers: Vec::new(),
+        diagnostics_seconds: 0.0,
     });
     Ok(())
 }

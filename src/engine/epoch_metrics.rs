@@ -50,8 +50,9 @@ pub struct EpochOutputs {
     pub train: Scores,
     /// Evaluation-mode outputs on the validation split.
     pub validation: Option<Scores>,
-    /// Per-layer diagnostics at the epoch's end.
+    /// Per-layer diagnostics at the epoch's end, and the time they took.
     pub layers: Vec<LayerDiagnostics>,
+    pub diagnostics_seconds: f64,
 }
 
 pub struct MetricsWorker {
@@ -91,6 +92,7 @@ impl MetricsWorker {
                         generalization_gap: None,
                         overfitting: false,
                         layers: out.layers,
+                        diagnostics_seconds: out.diagnostics_seconds,
                     };
                     let mut end = end;
                     if let Some(v) = &end.validation {

@@ -424,6 +424,7 @@ pub fn train_model(
             }
             let done = std::mem::take(&mut skip);
             let mut before_last_step = Vec::new();
+            let mut diagnostics_seconds = 0.0;
             let mut last_batch: Option<Tensor> = None;
             for (i, batch) in loader.epoch(epoch).enumerate().skip(done) {
                 if cancel.load(Ordering::Relaxed) {
@@ -485,7 +486,9 @@ pub fn train_model(
                     clip_grad_norm(&vs, max)?;
                 }
                 if spec.layer_diagnostics && iteration as usize == ipe {
+                    let start = Instant::now();
                     before_last_step = weights_before(&model)?;
+                    diagnostics_seconds += start.elapsed().as_secs_f64();
                     last_batch = Some(batch.features.shallow_clone());
                 }
                 opt.set_learning_rate(scheduler.lr());
@@ -518,12 +521,14 @@ pub fn train_model(
                 })
                 .transpose()?;
             let sample = fixed_sample.as_ref().or(last_batch.as_ref());
+            let start = Instant::now();
             let layers = match sample {
                 Some(sample) if spec.layer_diagnostics => {
                     layer_diagnostics(&model, sample, &before_last_step)?
                 }
                 _ => Vec::new(),
             };
+            diagnostics_seconds += start.elapsed().as_secs_f64();
             let train = Scores::from_batches(&outputs, &seen_targets)?;
             worker.submit(EpochOutputs {
                 epoch,
@@ -531,6 +536,7 @@ pub fn train_model(
                 train,
                 validation,
                 layers,
+                diagnostics_seconds,
             })?;
             let end = if synchronous {
                 Some(worker.next()?)

@@ -704,6 +704,7 @@ fn epoch_end(e: &EpochEnd) -> pb::EpochEnd {
         member: e.member,
         ensemble: e.ensemble,
         generalization_gap: e.generalization_gap,
+        diagnostics_seconds: e.diagnostics_seconds,
         overfitting: e.overfitting,
         layers: e
             .layers
