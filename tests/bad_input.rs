@@ -9,13 +9,6 @@ use tonic::Code;
 
 type Mutate = fn(&mut pb::JobSpec);
 
-fn synthetic(s: &mut pb::JobSpec) -> &mut pb::SyntheticDataset {
-    match s.dataset.as_mut().unwrap().source.as_mut().unwrap() {
-        pb::dataset::Source::Synthetic(x) => x,
-        _ => unreachable!(),
-    }
-}
-
 fn mlp(s: &mut pb::JobSpec) -> &mut pb::Mlp {
     match s.model.as_mut().unwrap().kind.as_mut().unwrap() {
         pb::model::Kind::Mlp(m) => m,

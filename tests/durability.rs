@@ -315,11 +315,7 @@ async fn an_ensemble_killed_mid_member_resumes_with_the_finished_members() {
     let mut c = connect(&server).await;
     let mut s = long_spec();
     s.epochs = 3;
-    if let Some(pb::dataset::Source::Synthetic(d)) =
-        s.dataset.as_mut().and_then(|d| d.source.as_mut())
-    {
-        d.class_ratios = vec![0.7, 0.3];
-    }
+    common::synthetic(&mut s).class_ratios = vec![0.7, 0.3];
     s.ensemble = Some(pb::Ensemble {
         kind: pb::EnsembleKind::BalancedBagging as i32,
         members: 3,

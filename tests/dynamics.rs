@@ -83,11 +83,7 @@ async fn early_stopping_stops_and_keeps_the_best_epoch() {
     let mut c = server.client().await;
     // A small, noisy problem and a large model: validation loss soon stops improving.
     let mut s = spec(200, 2, 60);
-    if let Some(pb::dataset::Source::Synthetic(d)) =
-        s.dataset.as_mut().and_then(|d| d.source.as_mut())
-    {
-        d.separation = Some(0.3);
-    }
+    common::synthetic(&mut s).separation = Some(0.3);
     s.model = common::mlp(vec![128, 128], pb::Activation::Relu, false, 0.0);
     s.learning_rate = 0.01;
     s.early_stopping = Some(pb::EarlyStopping {

@@ -11,11 +11,7 @@ use tonic::transport::Channel;
 /// A skewed binary job: 9 of 10 rows in class 0.
 fn skewed(samples: u32, epochs: u32) -> pb::JobSpec {
     let mut s = common::spec(samples, 2, epochs);
-    if let Some(pb::dataset::Source::Synthetic(d)) =
-        s.dataset.as_mut().and_then(|d| d.source.as_mut())
-    {
-        d.class_ratios = vec![0.9, 0.1];
-    }
+    common::synthetic(&mut s).class_ratios = vec![0.9, 0.1];
     s
 }
 

@@ -175,11 +175,7 @@ async fn a_cnn_trains_predicts_and_exports_to_pytorch() {
     let server = TestServer::start(1).await;
     let mut c = server.client().await;
     let mut s = spec(600, 3, 3);
-    if let Some(pb::dataset::Source::Synthetic(d)) =
-        s.dataset.as_mut().and_then(|d| d.source.as_mut())
-    {
-        d.features = 16;
-    }
+    common::synthetic(&mut s).features = 16;
     let block = |channels, batch_norm, pool| pb::ConvBlock {
         channels,
         kernel_size: 3,

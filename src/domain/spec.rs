@@ -227,8 +227,12 @@ impl ModelSelection {
 
     /// The metric's value as reported (loss not negated).
     pub fn value(self, m: &crate::metrics::Metrics) -> Option<f64> {
-        self.score(m)
-            .map(|s| if self == Self::Loss { -s } else { s })
+        self.score(m).map(|s| self.value_of_score(s))
+    }
+
+    /// A score (higher is better) back as the metric's value.
+    pub fn value_of_score(self, score: f64) -> f64 {
+        if self == Self::Loss { -score } else { score }
     }
 }
 

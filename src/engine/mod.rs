@@ -624,11 +624,7 @@ impl EarlyStopper {
             return None;
         }
         let (best_epoch, best) = self.best?;
-        let value = if metric == crate::domain::ModelSelection::Loss {
-            -best
-        } else {
-            best
-        };
+        let value = metric.value_of_score(best);
         Some(format!(
             "stopped early after epoch {}: {:?} has not improved by more than {} for {} epoch(s); the best epoch is {best_epoch} ({value:.6}), and its weights are the job's model",
             end.epoch, metric, self.rule.min_delta, self.rule.patience

@@ -315,13 +315,9 @@ impl Job {
             train_samples: info.map_or(0, |i| i.train_samples),
             validation_samples: info.map_or(0, |i| i.validation_samples),
             device: inner.device.clone(),
-            best: inner.best.map(|(epoch, score)| {
-                let value = match inner.selection {
-                    ModelSelection::Loss => -score,
-                    _ => score,
-                };
-                (epoch, value)
-            }),
+            best: inner
+                .best
+                .map(|(epoch, score)| (epoch, inner.selection.value_of_score(score))),
             features: info.map(|i| i.features.clone()).unwrap_or_default(),
             class_weights: info.map(|i| i.class_weights.clone()).unwrap_or_default(),
             train_class_counts: info

@@ -92,6 +92,14 @@ pub fn spec(samples: u32, classes: u32, epochs: u32) -> pb::JobSpec {
     }
 }
 
+/// The synthetic dataset of a spec made by [`spec`].
+pub fn synthetic(s: &mut pb::JobSpec) -> &mut pb::SyntheticDataset {
+    match s.dataset.as_mut().and_then(|d| d.source.as_mut()) {
+        Some(pb::dataset::Source::Synthetic(x)) => x,
+        _ => panic!("the spec's dataset is not synthetic"),
+    }
+}
+
 /// An MLP model message.
 pub fn mlp(
     hidden_layers: Vec<u32>,
