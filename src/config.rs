@@ -14,6 +14,7 @@ pub enum LogFormat {
 
 /// Built-in defaults of the settings that have one, shared by the flags and `local`.
 pub const DEFAULT_MAX_DATASET_BYTES: u64 = 1 << 30;
+pub const DEFAULT_MAX_MODEL_BYTES: u64 = 256 << 20;
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 
 /// `gradstream serve` settings.
@@ -41,6 +42,9 @@ pub struct ServeConfig {
     /// Largest dataset upload accepted, in bytes (default 1 GiB).
     #[arg(long, env = "GRADSTREAM_MAX_DATASET_BYTES", default_value_t = DEFAULT_MAX_DATASET_BYTES)]
     pub max_dataset_bytes: u64,
+    /// Largest TorchScript model upload accepted, in bytes (default 256 MiB).
+    #[arg(long, env = "GRADSTREAM_MAX_MODEL_BYTES", default_value_t = DEFAULT_MAX_MODEL_BYTES)]
+    pub max_model_bytes: u64,
     /// libtorch intra-op threads (shared by all jobs); 0 = auto: the CPU cores divided among
     /// the concurrent jobs, less one core kept for the service itself (streams, metrics), at
     /// least 1.
@@ -63,6 +67,7 @@ impl ServeConfig {
             device: DeviceChoice::Cpu,
             log_format: LogFormat::Text,
             max_dataset_bytes: DEFAULT_MAX_DATASET_BYTES,
+            max_model_bytes: DEFAULT_MAX_MODEL_BYTES,
             torch_threads: 0,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE_SECS,
         }
@@ -110,6 +115,7 @@ mod tests {
                 l.max_concurrent_jobs,
                 l.log_format,
                 l.max_dataset_bytes,
+                l.max_model_bytes,
                 l.torch_threads,
                 l.shutdown_grace
             ),
@@ -117,6 +123,7 @@ mod tests {
                 c.max_concurrent_jobs,
                 c.log_format,
                 c.max_dataset_bytes,
+                c.max_model_bytes,
                 c.torch_threads,
                 c.shutdown_grace
             )

@@ -12,7 +12,7 @@ type Mutate = fn(&mut pb::JobSpec);
 fn mlp(s: &mut pb::JobSpec) -> &mut pb::Mlp {
     match s.model.as_mut().unwrap().kind.as_mut().unwrap() {
         pb::model::Kind::Mlp(m) => m,
-        pb::model::Kind::Cnn(_) => unreachable!("the test specs are MLPs"),
+        _ => unreachable!("the test specs are MLPs"),
     }
 }
 

@@ -509,3 +509,78 @@ fn lr_find_draws_the_curve_and_cnn_flags_train_a_cnn() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("CHANNELS,HEIGHT,WIDTH"));
 }
+
+#[test]
+fn models_commands_upload_a_torchscript_module_that_train_then_trains() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    common::run_reference("make_torchscript.py", &[dir.path()]);
+    let file = dir.path().join("mlp.pt");
+    let out = server.cli(&["models", "upload", "--json", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info = &json_lines(&out)[0];
+    let id = info["id"].as_str().unwrap().to_string();
+    assert_eq!(info["name"], "mlp.pt");
+    // fc1 8x32+32, bn 32+32, fc2 32x3+3.
+    assert_eq!(info["parameter_count"], 288 + 64 + 99);
+    let text = stdout(&server.cli(&["models", "list"]));
+    assert!(
+        text.contains(&id) && text.contains("fc1.weight[32x8]"),
+        "{text}"
+    );
+
+    let out = server.cli(&[
+        "train",
+        "--json",
+        "--samples",
+        "400",
+        "--features",
+        "8",
+        "--classes",
+        "3",
+        "--epochs",
+        "2",
+        "--torchscript",
+        &id,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = json_lines(&out);
+    assert_eq!(events.last().unwrap()["status"]["status"], "SUCCEEDED");
+    let job_id = events[0]["job_id"].as_str().unwrap().to_string();
+    let job = &json_lines(&server.cli(&["jobs", "get", "--json", &job_id]))[0];
+    assert_eq!(job["parameter_count"], 288 + 64 + 99);
+
+    // A module that does not fit the data: a clear refusal, exit code 1 or more.
+    let out = server.cli(&["train", "--features", "5", "--torchscript", &id]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("spec.model.torchscript") && err.contains("[2, 5]"),
+        "{err}"
+    );
+    let out = server.cli(&[
+        "models",
+        "upload",
+        dir.path().join("state_dict.pt").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a TorchScript module"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = server.cli(&["models", "delete", &id]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains(&format!("deleted {id}")));
+    let out = server.cli(&["models", "get", &id]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"));
+}

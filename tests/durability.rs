@@ -155,21 +155,18 @@ async fn check_resumed_history(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_epoch_then_restart_resumes_from_the_last_checkpoint() {
-    let dirs = Dirs::new();
-    let server = dirs.start();
+/// Submits `spec` to `server`, kills the server with SIGKILL mid-epoch (after epoch 3 ended
+/// and some progress of epoch 4 was reported), restarts it on the same state directory and
+/// checks the resumed job against `reference` (see [`check_resumed_history`]). Returns the
+/// restarted server and a client of it.
+async fn killed_mid_epoch_and_resumed(
+    dirs: &Dirs,
+    server: ServerProcess,
+    spec: pb::JobSpec,
+    reference: &[pb::JobEvent],
+) -> (ServerProcess, TrainerClient<Channel>) {
     let mut c = connect(&server).await;
-    // The reference: the same spec, uninterrupted.
-    let reference = train(&mut c, long_spec()).await;
-    assert_eq!(statuses(&reference).last(), Some(&pb::JobStatus::Succeeded));
-
-    let job = c
-        .submit_job(request(long_spec()))
-        .await
-        .unwrap()
-        .into_inner();
-    // Kill it mid-epoch: after epoch 3 ended and some progress of epoch 4 was reported.
+    let job = c.submit_job(request(spec)).await.unwrap().into_inner();
     let seen = read_until(
         &mut c,
         &job.id,
@@ -181,7 +178,21 @@ async fn sigkill_mid_epoch_then_restart_resumes_from_the_last_checkpoint() {
 
     let server = dirs.start();
     let mut c = connect(&server).await;
-    check_resumed_history(&mut c, &job.id, &seen, &reference).await;
+    check_resumed_history(&mut c, &job.id, &seen, reference).await;
+    (server, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_epoch_then_restart_resumes_from_the_last_checkpoint() {
+    let dirs = Dirs::new();
+    let server = dirs.start();
+    let mut c = connect(&server).await;
+    // The reference: the same spec, uninterrupted.
+    let reference = train(&mut c, long_spec()).await;
+    assert_eq!(statuses(&reference).last(), Some(&pb::JobStatus::Succeeded));
+
+    let (server, mut c) =
+        killed_mid_epoch_and_resumed(&dirs, server, long_spec(), &reference).await;
     // The finished reference job is still there, unchanged.
     assert!(watch(&mut c, &reference[0].job_id, 1).await == reference);
     server.stop("TERM");
@@ -361,5 +372,34 @@ async fn an_ensemble_killed_mid_member_resumes_with_the_finished_members() {
         .unwrap()
         .into_inner();
     assert_eq!(got, want);
+    server.stop("TERM");
+}
+
+/// A user's TorchScript module with batch norm (no dropout, so the run is deterministic):
+/// its running statistics live only in the module, which checkpoints carry as saved bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torchscript_model_killed_mid_epoch_resumes_with_its_batch_norm_statistics() {
+    let (modules, _) = common::torchscript::torchscript_modules();
+    let dirs = Dirs::new();
+    let server = dirs.start();
+    let mut c = connect(&server).await;
+    let mut m = common::torchscript::models_client(server.url.clone()).await;
+    let module =
+        common::torchscript::upload_model(&mut m, &modules.path().join("mlp_nodrop.pt"), None)
+            .await
+            .unwrap();
+    let mut s = long_spec();
+    common::synthetic(&mut s).classes = 3;
+    // 6401 training rows: batches of 64 would leave one of a single row.
+    s.batch_size = 60;
+    s.model = common::torchscript::torchscript(&module.id, vec![]);
+    let reference = train(&mut c, s.clone()).await;
+    assert_eq!(
+        statuses(&reference).last(),
+        Some(&pb::JobStatus::Succeeded),
+        "{}",
+        last_message(&reference)
+    );
+    let (server, _) = killed_mid_epoch_and_resumed(&dirs, server, s, &reference).await;
     server.stop("TERM");
 }

@@ -152,7 +152,7 @@ async fn epochs_carry_layer_diagnostics_and_the_generalization_gap() {
             assert!((0.0..=1.0).contains(&sat));
             assert!(l.dead_fraction.is_none());
             assert!(l.weight_norm > 0.0 && l.gradient_norm > 0.0 && l.update_ratio > 0.0);
-            assert!(l.activation_std > 0.0);
+            assert!(l.activation_std.unwrap() > 0.0);
         }
         let v = e.validation.as_ref().unwrap();
         let gap = e.generalization_gap.unwrap();

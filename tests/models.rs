@@ -7,6 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::rng::Rng;
+use common::torchscript::{models_client, torchscript, torchscript_modules, upload_model};
 use common::{TestServer, epochs, run_reference, spec, train};
 use gradstream::transport::pb::{self, trainer_client::TrainerClient};
 use serde_json::{Value, json};
@@ -22,6 +23,14 @@ fn random_rows(seed: u64, n: usize, d: usize) -> Vec<Vec<f32>> {
 }
 
 async fn finished_job(c: &mut TrainerClient<Channel>, s: pb::JobSpec) -> pb::Job {
+    finished_job_events(c, s).await.1
+}
+
+/// Trains `s` to success; its events and the finished job.
+async fn finished_job_events(
+    c: &mut TrainerClient<Channel>,
+    s: pb::JobSpec,
+) -> (Vec<pb::JobEvent>, pb::Job) {
     let events = train(c, s).await;
     assert_eq!(
         common::statuses(&events).last(),
@@ -30,10 +39,12 @@ async fn finished_job(c: &mut TrainerClient<Channel>, s: pb::JobSpec) -> pb::Job
         common::last_message(&events)
     );
     let id = events[0].job_id.clone();
-    c.get_job(pb::GetJobRequest { job_id: id })
+    let job = c
+        .get_job(pb::GetJobRequest { job_id: id })
         .await
         .unwrap()
-        .into_inner()
+        .into_inner();
+    (events, job)
 }
 
 async fn predict(
@@ -125,6 +136,17 @@ async fn exported_models_give_predicts_probabilities_in_pytorch() {
 /// Exports the job's best model in both formats, loads them in PyTorch and checks they give
 /// Predict's probabilities to 1e-5.
 async fn exports_match_predict(c: &mut TrainerClient<Channel>, job: &pb::Job, members: usize) {
+    exports_match_predict_with(c, job, members, &[]).await;
+}
+
+/// [`exports_match_predict`] for a model whose SAFETENSORS export also carries the trained
+/// TorchScript module files `modules`.
+async fn exports_match_predict_with(
+    c: &mut TrainerClient<Channel>,
+    job: &pb::Job,
+    members: usize,
+    modules: &[&str],
+) {
     let rows = random_rows(7, 64, job.feature_names.len());
     let p = predict(c, &job.id, &rows, pb::ModelVersion::Best)
         .await
@@ -137,8 +159,12 @@ async fn exports_match_predict(c: &mut TrainerClient<Channel>, job: &pb::Job, me
     let ts = export(c, &job.id, pb::ExportFormat::Torchscript, dir.path()).await;
     let st = export(c, &job.id, pb::ExportFormat::Safetensors, dir.path()).await;
     let names: Vec<&str> = ts.iter().chain(&st).map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["model.pt", "model.safetensors", "model_card.json"]);
-    let card: Value = serde_json::from_slice(&std::fs::read(&st[1].1).unwrap()).unwrap();
+    let mut want = vec!["model.pt", "model.safetensors"];
+    want.extend(modules);
+    want.push("model_card.json");
+    assert_eq!(names, want);
+    let card_path = &st.last().unwrap().1;
+    let card: Value = serde_json::from_slice(&std::fs::read(card_path).unwrap()).unwrap();
     assert_eq!(card["epoch"], json!(job.best_epoch));
     assert_eq!(card["labels"], json!(job.labels));
     assert_eq!(card["features"], json!(job.feature_names));
@@ -151,7 +177,7 @@ async fn exports_match_predict(c: &mut TrainerClient<Channel>, job: &pb::Job, me
     let out_path = dir.path().join("out.json");
     run_reference(
         "check_export.py",
-        &[&ts[0].1, &st[0].1, &st[1].1, &rows_path, &out_path],
+        &[&ts[0].1, &st[0].1, card_path, &rows_path, &out_path],
     );
     let out: Value = serde_json::from_slice(&std::fs::read(&out_path).unwrap()).unwrap();
     for format in ["torchscript", "safetensors"] {
@@ -793,4 +819,292 @@ async fn epoch_events_carry_downsampled_validation_curves() {
         // Training metrics carry no curves when there is a validation split.
         assert!(end.train.unwrap().curves.is_empty());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torchscript_module_made_in_pytorch_trains_predicts_and_exports() {
+    let (dir, info) = torchscript_modules();
+    let server = TestServer::start(1).await;
+    let mut c = server.client().await;
+    let mut m = models_client(server.url()).await;
+
+    let uploaded = upload_model(&mut m, &dir.path().join("mlp.pt"), None)
+        .await
+        .unwrap();
+    let want = info["mlp.pt"]["parameters"].as_array().unwrap();
+    let got: Vec<Value> = uploaded
+        .parameters
+        .iter()
+        .map(|p| json!([p.name, p.shape, p.requires_grad]))
+        .collect();
+    assert_eq!(&got, want);
+    let count: i64 = want
+        .iter()
+        .map(|p| {
+            p[1].as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_i64().unwrap())
+                .product::<i64>()
+        })
+        .sum();
+    assert_eq!(uploaded.parameter_count, count as u64);
+    let listed = m
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.models, vec![uploaded.clone()]);
+
+    // Every other spec field works as for built-in models: class weights, a schedule,
+    // clipping, the best epoch by macro F1, diagnostics.
+    let mut s = spec(600, 3, 5);
+    s.model = torchscript(&uploaded.id, vec![]);
+    s.class_weighting = pb::ClassWeighting::Balanced as i32;
+    s.gradient_clip_norm = Some(5.0);
+    s.best_model_metric = pb::ModelSelectionMetric::MacroF1 as i32;
+    s.lr_schedule = Some(pb::LrSchedule {
+        kind: Some(pb::lr_schedule::Kind::Step(pb::StepSchedule {
+            step_size: 2,
+            gamma: 0.5,
+        })),
+    });
+    let (events, job) = finished_job_events(&mut c, s).await;
+    assert_eq!(job.parameter_count, count as u64);
+    assert_eq!(job.class_weights.len(), 3);
+    let ends = epochs(&events);
+    assert_eq!(ends.len(), 5);
+    let best = &ends[job.best_epoch as usize - 1];
+    let accuracy = best.validation.as_ref().unwrap().accuracy;
+    assert!(accuracy > 0.85, "validation accuracy {accuracy}");
+    // Loss falls: the module's parameters are really trained.
+    let first = ends[0].train.as_ref().unwrap().loss;
+    let last = ends[4].train.as_ref().unwrap().loss;
+    assert!(last < first, "training loss {first} -> {last}");
+    // Diagnostics: one entry per weight matrix, named after the module's layers.
+    let layers: Vec<&str> = ends[4].layers.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(layers, ["fc1", "fc2"]);
+    for l in &ends[4].layers {
+        assert!(l.weight_norm > 0.0 && l.gradient_norm > 0.0 && l.update_ratio > 0.0);
+        assert_eq!(l.activation_mean, None);
+    }
+    let lrs: Vec<f64> = common::iterations(&events)
+        .iter()
+        .filter(|p| p.iteration == p.iterations_per_epoch)
+        .map(|p| p.learning_rate)
+        .collect();
+    assert_eq!(lrs, [0.01, 0.01, 0.005, 0.005, 0.0025]);
+
+    exports_match_predict_with(&mut c, &job, 1, &["module.pt"]).await;
+
+    // The upload is protected only while a job needs it; the trained job keeps its model.
+    m.delete_model(pb::DeleteModelRequest {
+        model_id: uploaded.id.clone(),
+    })
+    .await
+    .unwrap();
+    let err = m
+        .get_model(pb::GetModelRequest {
+            model_id: uploaded.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    predict(
+        &mut c,
+        &job.id,
+        &random_rows(1, 3, 8),
+        pb::ModelVersion::Last,
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torchscript_cnns_and_ensembles_train_with_input_shape() {
+    let (dir, _) = torchscript_modules();
+    let server = TestServer::start(1).await;
+    let mut c = server.client().await;
+    let mut m = models_client(server.url()).await;
+    let cnn = upload_model(&mut m, &dir.path().join("cnn.pt"), None)
+        .await
+        .unwrap();
+    let mut s = spec(600, 3, 2);
+    common::synthetic(&mut s).features = 64;
+    s.model = torchscript(&cnn.id, vec![1, 8, 8]);
+    let job = finished_job(&mut c, s.clone()).await;
+    exports_match_predict_with(&mut c, &job, 1, &["module.pt"]).await;
+
+    // Without input_shape, the rows do not fit a Conv2d: refused at submit.
+    s.model = torchscript(&cnn.id, vec![]);
+    let err = c.submit_job(common::request(s.clone())).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let msg = err.message();
+    assert!(
+        msg.starts_with("spec.model.torchscript:")
+            && msg.contains("[2, 64]")
+            && msg.contains("set input_shape"),
+        "{msg}"
+    );
+    s.model = torchscript(&cnn.id, vec![1, 4, 4]);
+    let err = c.submit_job(common::request(s)).await.unwrap_err();
+    assert!(
+        err.message().contains("spec.model.torchscript.input_shape")
+            && err.message().contains("64"),
+        "{}",
+        err.message()
+    );
+
+    // Balanced bagging of a traced module: each member's trained module is exported.
+    let traced = upload_model(&mut m, &dir.path().join("traced.pt"), None)
+        .await
+        .unwrap();
+    let mut s = spec(400, 3, 2);
+    s.model = torchscript(&traced.id, vec![]);
+    s.ensemble = Some(pb::Ensemble {
+        kind: pb::EnsembleKind::BalancedBagging as i32,
+        members: 2,
+    });
+    let job = finished_job(&mut c, s).await;
+    assert_eq!(job.best_epoch, 4);
+    exports_match_predict_with(&mut c, &job, 2, &["module-member0.pt", "module-member1.pt"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torchscript_uploads_and_modules_that_do_not_fit_are_refused_clearly() {
+    let (dir, _) = torchscript_modules();
+    let server = TestServer::start_with(|c| c.max_model_bytes = 200_000).await;
+    let mut c = server.client().await;
+    let mut m = models_client(server.url()).await;
+    let refused = |name: &'static str, sha: Option<&'static str>| {
+        let path = dir.path().join(name);
+        let mut m = m.clone();
+        async move { upload_model(&mut m, &path, sha).await.unwrap_err() }
+    };
+    let e = refused("state_dict.pt", None).await;
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message()
+            .starts_with("model upload: the file is not a TorchScript module"),
+        "{}",
+        e.message()
+    );
+    let e = refused("frozen.pt", None).await;
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("no trainable parameter"),
+        "{}",
+        e.message()
+    );
+    let e = refused("mlp.pt", Some("00ff")).await;
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("announced 00ff"), "{}", e.message());
+    // Larger than --max-model-bytes.
+    let big = dir.path().join("big.pt");
+    std::fs::write(&big, vec![0u8; 300_000]).unwrap();
+    let e = upload_model(&mut m, &big, None).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted);
+    assert!(e.message().contains("--max-model-bytes"), "{}", e.message());
+    // Nothing of the refused uploads is kept.
+    let listed = m
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.models.is_empty());
+    let tmp = server.state_path().join("models/tmp");
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(server.state_path().join("models"))
+            .unwrap()
+            .count(),
+        1,
+        "only tmp/"
+    );
+
+    // Modules that load but do not fit the data: INVALID_ARGUMENT naming the shapes.
+    let wrong_out = upload_model(&mut m, &dir.path().join("wrong_out.pt"), None)
+        .await
+        .unwrap();
+    let mut s = spec(200, 3, 1);
+    s.model = torchscript(&wrong_out.id, vec![]);
+    let e = c.submit_job(common::request(s.clone())).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().starts_with("spec.model.torchscript:")
+            && e.message().contains("returned shape [2, 5]")
+            && e.message().contains("expected [2, 3]"),
+        "{}",
+        e.message()
+    );
+    let wrong_in = upload_model(&mut m, &dir.path().join("wrong_in.pt"), None)
+        .await
+        .unwrap();
+    s.model = torchscript(&wrong_in.id, vec![]);
+    let e = c.submit_job(common::request(s.clone())).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("[2, 8]")
+            && e.message()
+                .contains("mat1 and mat2 shapes cannot be multiplied (2x8 and 5x32)"),
+        "{}",
+        e.message()
+    );
+    s.model = torchscript("no-such-model", vec![]);
+    let e = c.submit_job(common::request(s.clone())).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message()
+            .starts_with("spec.model.torchscript.model_id: no model with id 'no-such-model'"),
+        "{}",
+        e.message()
+    );
+    let listed = c
+        .list_jobs(pb::ListJobsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.jobs.is_empty(), "nothing was queued");
+
+    // A model in use by a running job cannot be deleted.
+    let mlp = upload_model(&mut m, &dir.path().join("mlp.pt"), None)
+        .await
+        .unwrap();
+    let mut long = spec(20_000, 3, 500);
+    long.model = torchscript(&mlp.id, vec![]);
+    // The module has batch norm: a last batch of one row is refused, as for built-in ones.
+    let e = c
+        .submit_job(common::request(long.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        e.message().starts_with(
+            "spec.batch_size: the TorchScript module fails on a training batch of one row"
+        ),
+        "{}",
+        e.message()
+    );
+    long.batch_size = 30;
+    let job = c
+        .submit_job(common::request(long))
+        .await
+        .unwrap()
+        .into_inner();
+    let e = m
+        .delete_model(pb::DeleteModelRequest {
+            model_id: mlp.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains(&job.id), "{}", e.message());
+    c.cancel_job(pb::CancelJobRequest {
+        job_id: job.id.clone(),
+    })
+    .await
+    .unwrap();
+    common::watch(&mut c, &job.id, 0).await;
+    m.delete_model(pb::DeleteModelRequest { model_id: mlp.id })
+        .await
+        .unwrap();
 }

@@ -6,7 +6,10 @@ use tonic::transport::Channel;
 
 use super::render::Renderer;
 use super::{ClientArgs, SpecArgs};
-use crate::transport::pb::{self, datasets_client::DatasetsClient, trainer_client::TrainerClient};
+use crate::transport::pb::{
+    self, datasets_client::DatasetsClient, models_client::ModelsClient,
+    trainer_client::TrainerClient,
+};
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -145,21 +148,28 @@ async fn datasets_client(args: &ClientArgs) -> Result<DatasetsClient<Channel>> {
 /// Bytes per upload message.
 const UPLOAD_CHUNK: usize = 256 * 1024;
 
-pub async fn upload(
+/// An upload's messages: the header (made from the file's sha256, so the server can verify
+/// what it received), then the file's bytes in chunks, fed by a task while a progress bar
+/// counts them. Drop the task (`abort`) and clear the bar once the call returns.
+struct FileStream<M> {
+    messages: tokio_stream::wrappers::ReceiverStream<M>,
+    feeder: tokio::task::JoinHandle<()>,
+    bar: indicatif::ProgressBar,
+}
+
+async fn file_stream<M: Send + 'static>(
     args: &ClientArgs,
     file: &std::path::Path,
-    name: Option<String>,
-    label_column: String,
-) -> Result<ExitCode> {
+    header: impl FnOnce(String) -> M + Send + 'static,
+    chunk: impl Fn(Vec<u8>) -> M + Send + 'static,
+) -> Result<FileStream<M>> {
     use sha2::{Digest, Sha256};
     use tokio::io::AsyncReadExt;
-    let mut c = datasets_client(args).await?;
     let open = || format!("cannot read {}", file.display());
     let size = tokio::fs::metadata(file)
         .await
         .map_err(|e| format!("{}: {e}", open()))?
         .len();
-    // The checksum goes in the header, so the server can verify what it received.
     let mut hasher = Sha256::new();
     let mut f = tokio::fs::File::open(file)
         .await
@@ -180,25 +190,12 @@ pub async fn upload(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let name = name.unwrap_or_else(|| {
-        file.file_name()
-            .map_or_else(|| "dataset".into(), |n| n.to_string_lossy().into_owned())
-    });
     let bar = super::render::byte_bar(size, args.json);
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let path = file.to_path_buf();
     let feeder_bar = bar.clone();
     let feeder = tokio::spawn(async move {
-        use pb::upload_dataset_request::Part;
-        let header = pb::UploadDatasetRequest {
-            part: Some(Part::Header(pb::DatasetHeader {
-                name,
-                format: pb::DatasetFormat::Csv as i32,
-                label_column,
-                sha256,
-            })),
-        };
-        if tx.send(header).await.is_err() {
+        if tx.send(header(sha256)).await.is_err() {
             return;
         }
         let Ok(mut f) = tokio::fs::File::open(&path).await else {
@@ -210,21 +207,136 @@ pub async fn upload(
                 break;
             }
             feeder_bar.inc(n as u64);
-            let chunk = pb::UploadDatasetRequest {
-                part: Some(Part::Chunk(buf[..n].to_vec())),
-            };
-            if tx.send(chunk).await.is_err() {
+            if tx.send(chunk(buf[..n].to_vec())).await.is_err() {
                 return;
             }
         }
     });
-    let result = c
-        .upload_dataset(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await;
-    feeder.abort();
-    bar.finish_and_clear();
+    Ok(FileStream {
+        messages: tokio_stream::wrappers::ReceiverStream::new(rx),
+        feeder,
+        bar,
+    })
+}
+
+/// The file's name, to show in listings when none is given.
+fn display_name(file: &std::path::Path, name: Option<String>, default: &str) -> String {
+    name.unwrap_or_else(|| {
+        file.file_name()
+            .map_or_else(|| default.into(), |n| n.to_string_lossy().into_owned())
+    })
+}
+
+pub async fn upload(
+    args: &ClientArgs,
+    file: &std::path::Path,
+    name: Option<String>,
+    label_column: String,
+) -> Result<ExitCode> {
+    use pb::upload_dataset_request::Part;
+    let mut c = datasets_client(args).await?;
+    let name = display_name(file, name, "dataset");
+    let stream = file_stream(
+        args,
+        file,
+        move |sha256| pb::UploadDatasetRequest {
+            part: Some(Part::Header(pb::DatasetHeader {
+                name,
+                format: pb::DatasetFormat::Csv as i32,
+                label_column,
+                sha256,
+            })),
+        },
+        |bytes| pb::UploadDatasetRequest {
+            part: Some(Part::Chunk(bytes)),
+        },
+    )
+    .await?;
+    let result = c.upload_dataset(stream.messages).await;
+    stream.feeder.abort();
+    stream.bar.finish_and_clear();
     let info = result.map_err(status_error)?.into_inner();
     Renderer::new(args.json).dataset(&info);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn models_client(args: &ClientArgs) -> Result<ModelsClient<Channel>> {
+    ModelsClient::connect(args.server.clone())
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot reach the server at {}: {e}; is `gradstream serve` running there?",
+                args.server
+            )
+        })
+}
+
+/// Streams a TorchScript file to the server's Models service.
+pub async fn upload_model(
+    args: &ClientArgs,
+    file: &std::path::Path,
+    name: Option<String>,
+) -> Result<ExitCode> {
+    use pb::upload_model_request::Part;
+    let mut c = models_client(args).await?;
+    let name = display_name(file, name, "model");
+    let stream = file_stream(
+        args,
+        file,
+        move |sha256| pb::UploadModelRequest {
+            part: Some(Part::Header(pb::ModelHeader { name, sha256 })),
+        },
+        |bytes| pb::UploadModelRequest {
+            part: Some(Part::Chunk(bytes)),
+        },
+    )
+    .await?;
+    let result = c.upload_model(stream.messages).await;
+    stream.feeder.abort();
+    stream.bar.finish_and_clear();
+    let info = result.map_err(status_error)?.into_inner();
+    Renderer::new(args.json).model(&info);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn models(args: &ClientArgs) -> Result<ExitCode> {
+    let mut c = models_client(args).await?;
+    let all = c
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .models;
+    let r = Renderer::new(args.json);
+    for m in &all {
+        r.model(m);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn model(args: &ClientArgs, id: &str) -> Result<ExitCode> {
+    let mut c = models_client(args).await?;
+    let info = c
+        .get_model(pb::GetModelRequest {
+            model_id: id.to_string(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    Renderer::new(args.json).model(&info);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn delete_model(args: &ClientArgs, id: &str) -> Result<ExitCode> {
+    let mut c = models_client(args).await?;
+    c.delete_model(pb::DeleteModelRequest {
+        model_id: id.to_string(),
+    })
+    .await
+    .map_err(status_error)?;
+    if !args.json {
+        println!("deleted {id}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -100,6 +100,13 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Upload, list, inspect or delete TorchScript models kept by the server.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Cancel a queued or running job.
     Cancel {
         job_id: String,
@@ -175,6 +182,24 @@ pub enum DatasetsCommand {
     Get { dataset_id: String },
     /// Delete a dataset that no queued or running job uses.
     Delete { dataset_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Stream a TorchScript file (torch.jit.save of a scripted or traced module) to the
+    /// server; train it with `gradstream train --torchscript ID`.
+    Upload {
+        file: std::path::PathBuf,
+        /// Name to show in listings (default: the file name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// All models, oldest first.
+    List,
+    /// One model, with its parameters.
+    Get { model_id: String },
+    /// Delete a model that no queued or running job uses.
+    Delete { model_id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -265,6 +290,16 @@ pub fn main() -> std::process::ExitCode {
                 model,
                 client,
             } => models::export(&client, &job_id, format, &output, model).await,
+            Command::Models { command, client } => match command {
+                ModelsCommand::Upload { file, name } => {
+                    client::upload_model(&client, &file, name).await
+                }
+                ModelsCommand::List => client::models(&client).await,
+                ModelsCommand::Get { model_id } => client::model(&client, &model_id).await,
+                ModelsCommand::Delete { model_id } => {
+                    client::delete_model(&client, &model_id).await
+                }
+            },
             Command::Datasets { command, client } => match command {
                 DatasetsCommand::Upload {
                     file,

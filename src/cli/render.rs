@@ -83,6 +83,45 @@ impl Renderer {
         }
     }
 
+    pub fn model(&self, m: &pb::ModelInfo) {
+        if self.json {
+            let parameters: Vec<_> = m
+                .parameters
+                .iter()
+                .map(
+                    |p| json!({"name": p.name, "shape": p.shape, "requires_grad": p.requires_grad}),
+                )
+                .collect();
+            println!(
+                "{}",
+                json!({
+                    "id": m.id, "name": m.name, "bytes": m.bytes, "sha256": m.sha256,
+                    "created": ts(&m.created), "parameter_count": m.parameter_count,
+                    "parameters": parameters,
+                })
+            );
+            return;
+        }
+        let params: Vec<String> = m
+            .parameters
+            .iter()
+            .map(|p| {
+                let dims: Vec<String> = p.shape.iter().map(i64::to_string).collect();
+                let frozen = if p.requires_grad { "" } else { " (frozen)" };
+                format!("{}[{}]{frozen}", p.name, dims.join("x"))
+            })
+            .collect();
+        println!(
+            "{}\t{}\t{} parameters\t{} bytes\tsha256 {}\t{}",
+            m.id,
+            m.name,
+            m.parameter_count,
+            m.bytes,
+            m.sha256,
+            params.join(" ")
+        );
+    }
+
     pub fn dataset(&self, d: &pb::DatasetInfo) {
         if self.json {
             println!(

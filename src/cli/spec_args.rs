@@ -150,9 +150,14 @@ pub struct SpecArgs {
     /// Leave out the per-layer diagnostics.
     #[arg(long)]
     pub no_diagnostics: bool,
-    /// A CNN: the feature columns as an image of this shape, CHANNELS,HEIGHT,WIDTH.
+    /// A CNN: the feature columns as an image of this shape, CHANNELS,HEIGHT,WIDTH (with
+    /// --torchscript: the shape the module's forward takes).
     #[arg(long, value_parser = parse_shape)]
     pub input_shape: Option<[u32; 3]>,
+    /// Train an uploaded TorchScript model (`gradstream models upload`) instead of a
+    /// built-in one; --hidden, --conv and the other layer flags do not apply.
+    #[arg(long, value_name = "MODEL_ID")]
+    pub torchscript: Option<String>,
     /// CNN convolution blocks, their channels (3x3, padding 1, --activation, batch norm with
     /// --batch-norm, 2x2 max pooling); the --hidden layers follow.
     #[arg(long, value_delimiter = ',')]
@@ -188,8 +193,14 @@ fn parse_shape(s: &str) -> Result<[u32; 3], String> {
 }
 
 impl SpecArgs {
-    /// An MLP, or a CNN when --input-shape is given.
+    /// An MLP, a CNN when --input-shape is given, or an uploaded TorchScript model.
     fn model(&self, activation: pb::Activation) -> pb::model::Kind {
+        if let Some(id) = &self.torchscript {
+            return pb::model::Kind::Torchscript(pb::TorchScriptModel {
+                model_id: id.clone(),
+                input_shape: self.input_shape.map_or_else(Vec::new, |s| s.to_vec()),
+            });
+        }
         let dense = pb::Mlp {
             hidden_layers: self.hidden.clone(),
             activation: activation as i32,

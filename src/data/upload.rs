@@ -22,8 +22,96 @@ use super::csv_file::{EMPTY_FILE, HEADER_ONLY};
 /// What an upload may not exceed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UploadLimits {
-    /// The most bytes a dataset may have (`--max-dataset-bytes`).
+    /// The most bytes the file may have.
     pub max_bytes: u64,
+    /// What the file is, and the server flag that sets the limit, for the error message.
+    pub what: &'static str,
+    pub flag: &'static str,
+}
+
+impl UploadLimits {
+    /// `--max-dataset-bytes`.
+    pub fn dataset(max_bytes: u64) -> Self {
+        Self {
+            max_bytes,
+            what: "dataset",
+            flag: "--max-dataset-bytes",
+        }
+    }
+
+    /// `--max-model-bytes`.
+    pub fn model(max_bytes: u64) -> Self {
+        Self {
+            max_bytes,
+            what: "model",
+            flag: "--max-model-bytes",
+        }
+    }
+}
+
+/// The bytes of an upload as they arrive: written to a file, hashed, counted against the
+/// limit. Every upload kind writes through one.
+pub struct UploadSink {
+    limits: UploadLimits,
+    out: BufWriter<File>,
+    hasher: Sha256,
+    /// Bytes received so far.
+    bytes: u64,
+}
+
+impl UploadSink {
+    /// Creates `dest` (a temporary file the caller renames into place or deletes).
+    pub fn create(dest: &Path, limits: UploadLimits) -> Result<Self, UploadError> {
+        Ok(Self {
+            limits,
+            out: BufWriter::new(File::create(dest)?),
+            hasher: Sha256::new(),
+            bytes: 0,
+        })
+    }
+
+    /// Appends `chunk`, refusing it if the file would exceed the limit.
+    pub fn write(&mut self, chunk: &[u8]) -> Result<(), UploadError> {
+        let UploadLimits {
+            max_bytes,
+            what,
+            flag,
+        } = self.limits;
+        if self.bytes.saturating_add(chunk.len() as u64) > max_bytes {
+            return Err(UploadError::TooLarge {
+                what,
+                flag,
+                limit: max_bytes,
+            });
+        }
+        self.out.write_all(chunk)?;
+        self.hasher.update(chunk);
+        self.bytes += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Flushes and fsyncs the file; checks the client's sha256 (hex) when given. Returns
+    /// the size and the sha256.
+    pub fn finish(self, expected_sha256: Option<&str>) -> Result<(u64, String), UploadError> {
+        let file = self.out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        let sha256: String = self
+            .hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if let Some(expected) = expected_sha256
+            && !expected.trim().eq_ignore_ascii_case(&sha256)
+        {
+            return Err(UploadError::ChecksumMismatch {
+                expected: expected.to_string(),
+                actual: sha256,
+            });
+        }
+        Ok((self.bytes, sha256))
+    }
 }
 
 /// What a complete, valid upload holds.
@@ -51,11 +139,18 @@ pub enum UploadError {
     /// The file is not a valid dataset; same messages, lines and columns as `load_csv`.
     #[error(transparent)]
     Malformed(DataError),
-    /// More bytes than `--max-dataset-bytes` allows.
+    /// The file is not a usable model; the message says why and what to do.
+    #[error("{0}")]
+    BadModel(String),
+    /// More bytes than the server allows (`flag`).
     #[error(
-        "the dataset exceeds the limit of {limit} bytes; upload a smaller file, or ask the operator to raise --max-dataset-bytes"
+        "the {what} exceeds the limit of {limit} bytes; upload a smaller file, or ask the operator to raise {flag}"
     )]
-    TooLarge { limit: u64 },
+    TooLarge {
+        what: &'static str,
+        flag: &'static str,
+        limit: u64,
+    },
     /// The bytes received do not hash to what the client announced.
     #[error(
         "the uploaded bytes have sha256 {actual}, but the client announced {expected}; the data changed in transit or the wrong file was sent; upload it again"
@@ -129,11 +224,7 @@ struct Header {
 pub struct CsvUpload {
     shown: String,
     label_column: Option<String>,
-    limits: UploadLimits,
-    out: BufWriter<File>,
-    hasher: Sha256,
-    /// Bytes received so far.
-    bytes: u64,
+    sink: UploadSink,
     /// The bytes after the last complete row: the row still arriving.
     tail: Vec<u8>,
     /// Bytes before `tail` (all parsed).
@@ -160,14 +251,10 @@ impl CsvUpload {
         label_column: Option<&str>,
         limits: UploadLimits,
     ) -> Result<Self, UploadError> {
-        let file = File::create(dest)?;
         Ok(CsvUpload {
             shown: shown.to_string(),
             label_column: label_column.map(str::to_string),
-            limits,
-            out: BufWriter::new(file),
-            hasher: Sha256::new(),
-            bytes: 0,
+            sink: UploadSink::create(dest, limits)?,
             tail: Vec::new(),
             parsed_bytes: 0,
             parsed_lines: 0,
@@ -208,23 +295,7 @@ impl CsvUpload {
         if self.rows == 0 {
             return Err(self.malformed(1, 1, HEADER_ONLY.into()));
         }
-        let file = self.out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
-        let sha256: String = self
-            .hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        if let Some(expected) = expected_sha256
-            && !expected.trim().eq_ignore_ascii_case(&sha256)
-        {
-            return Err(UploadError::ChecksumMismatch {
-                expected: expected.to_string(),
-                actual: sha256,
-            });
-        }
+        let (bytes, sha256) = self.sink.finish(expected_sha256)?;
         // Integers sort numerically; if any label is text, all sort as text (as in load_csv).
         let all_int = self.labels.keys().all(|k| matches!(k, LabelKey::Int(_)));
         let (labels, class_counts) = if all_int {
@@ -245,20 +316,14 @@ impl CsvUpload {
             features: u32::try_from(width).unwrap_or(u32::MAX),
             labels,
             class_counts,
-            bytes: self.bytes,
+            bytes,
             sha256,
             label_column: header.names[header.label_idx].clone(),
         })
     }
 
     fn push_inner(&mut self, chunk: &[u8]) -> Result<(), UploadError> {
-        let limit = self.limits.max_bytes;
-        if self.bytes.saturating_add(chunk.len() as u64) > limit {
-            return Err(UploadError::TooLarge { limit });
-        }
-        self.out.write_all(chunk)?;
-        self.hasher.update(chunk);
-        self.bytes += chunk.len() as u64;
+        self.sink.write(chunk)?;
         match self.scan(chunk) {
             None => self.tail.extend_from_slice(chunk),
             Some(end) => {
@@ -476,6 +541,8 @@ mod tests {
 
     const NO_LIMIT: UploadLimits = UploadLimits {
         max_bytes: u64::MAX,
+        what: "dataset",
+        flag: "--max-dataset-bytes",
     };
 
     /// A small deterministic generator for chunk sizes.
@@ -746,19 +813,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("u.tmp");
         let data = b"x,label\n1,0\n2,1\n3,0\n"; // 20 bytes
-        let limits = UploadLimits { max_bytes: 16 };
+        let limits = UploadLimits::dataset(16);
         let o = upload(&dest, data, &[6, 6, 6, 2], None, limits, None);
         assert_eq!(o.failed_push, Some(2));
         let e = o.result.unwrap_err();
-        assert!(matches!(e, UploadError::TooLarge { limit: 16 }), "{e:?}");
+        assert!(
+            matches!(e, UploadError::TooLarge { limit: 16, .. }),
+            "{e:?}"
+        );
         let msg = e.to_string();
         assert!(
             msg.contains("limit of 16 bytes") && msg.contains("--max-dataset-bytes"),
             "{msg}"
         );
-        let exact = UploadLimits {
-            max_bytes: data.len() as u64,
-        };
+        let exact = UploadLimits::dataset(data.len() as u64);
         let s = upload(&dest, data, &[6, 6, 6, 2], None, exact, None);
         assert_eq!(s.result.unwrap().bytes, 20);
         // After a failure the upload stays failed.

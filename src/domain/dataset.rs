@@ -1,3 +1,5 @@
+//! What the server keeps of uploads: datasets and TorchScript models.
+
 use std::time::SystemTime;
 
 /// A dataset uploaded to the server and kept in its state directory.
@@ -13,4 +15,27 @@ pub struct DatasetInfo {
     pub sha256: String,
     pub created: SystemTime,
     pub label_column: String,
+}
+
+/// A TorchScript module uploaded to the server and kept in its state directory.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelInfo {
+    pub id: String,
+    pub name: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub created: SystemTime,
+    /// Elements of all its parameters.
+    pub parameter_count: u64,
+    /// In `named_parameters()` order.
+    pub parameters: Vec<ModelParameter>,
+}
+
+/// One parameter of an uploaded module.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelParameter {
+    /// Dotted PyTorch name, e.g. `0.weight`.
+    pub name: String,
+    pub shape: Vec<i64>,
+    pub requires_grad: bool,
 }

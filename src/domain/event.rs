@@ -96,8 +96,9 @@ pub struct EpochEnd {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LayerDiagnostics {
     pub name: String,
-    pub activation_mean: f64,
-    pub activation_std: f64,
+    /// Of the layer's outputs; absent for a TorchScript module's layers.
+    pub activation_mean: Option<f64>,
+    pub activation_std: Option<f64>,
     pub saturated_fraction: Option<f64>,
     pub dead_fraction: Option<f64>,
     pub weight_norm: f64,

@@ -5,7 +5,7 @@ mod dataset;
 mod event;
 mod spec;
 
-pub use dataset::DatasetInfo;
+pub use dataset::{DatasetInfo, ModelInfo, ModelParameter};
 pub use event::{
     EpochEnd, EventKind, FeatureInfo, IterationProgress, JobEvent, JobStatus, LayerDiagnostics,
     RunInfo,
@@ -14,5 +14,5 @@ pub use spec::{
     Activation, ClassWeighting, CnnSpec, ConvBlock, DatasetSpec, EarlyStopping, EnsembleSpec,
     JobSpec, LossSpec, LrSchedule, MAX_BATCH_SIZE, MAX_ENSEMBLE_MEMBERS, MAX_EPOCHS, MlpSpec,
     ModelSelection, ModelSpec, ModelVersion, OptimizerSpec, Pool, ResamplingMethod, ResamplingSpec,
-    SpecError, SyntheticSpec,
+    ScriptSpec, SpecError, SyntheticSpec,
 };

@@ -267,16 +267,36 @@ pub struct SyntheticSpec {
 pub enum ModelSpec {
     Mlp(MlpSpec),
     Cnn(CnnSpec),
+    /// A user's TorchScript module, uploaded with `UploadModel`.
+    TorchScript(ScriptSpec),
 }
 
 impl ModelSpec {
-    /// The dense part: the whole MLP, or a CNN's head after its convolutions.
-    pub fn dense(&self) -> &MlpSpec {
+    /// The dense part: the whole MLP, or a CNN's head after its convolutions; none for a
+    /// TorchScript module.
+    pub fn dense(&self) -> Option<&MlpSpec> {
         match self {
-            Self::Mlp(m) => m,
-            Self::Cnn(c) => &c.dense,
+            Self::Mlp(m) => Some(m),
+            Self::Cnn(c) => Some(&c.dense),
+            Self::TorchScript(_) => None,
         }
     }
+}
+
+/// A user's TorchScript module. The client names `model_id` (and `input_shape`); the job
+/// manager fills in the rest when the job is submitted, from the uploaded file and a trial
+/// forward pass on the job's data.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ScriptSpec {
+    pub model_id: String,
+    /// Rows are reshaped to `[batch, c, h, w]` when set; else passed as `[batch, features]`.
+    pub input_shape: Option<[u32; 3]>,
+    /// The uploaded module's file under the state directory.
+    pub file: std::path::PathBuf,
+    /// Elements of its parameters.
+    pub parameters: u64,
+    /// Its forward fails in training mode on a batch of one row (batch norm does that).
+    pub needs_batch_of_two: bool,
 }
 
 /// A convolutional network over feature columns read as an image (row-major
@@ -633,8 +653,25 @@ impl JobSpec {
         Ok(())
     }
 
+    /// The spec as a client gives it: without what the server derives when the job is
+    /// submitted (a TorchScript model's file, parameter count and batch needs).
+    pub fn as_requested(&self) -> JobSpec {
+        let mut s = self.clone();
+        if let ModelSpec::TorchScript(t) = &mut s.model {
+            t.file = Default::default();
+            t.parameters = 0;
+            t.needs_batch_of_two = false;
+        }
+        s
+    }
+
     /// Trainable parameters of the model for `inputs` features and `classes` classes.
     pub fn parameter_count(&self, inputs: u64, classes: u64) -> u64 {
+        let mlp = match &self.model {
+            ModelSpec::TorchScript(s) => return s.parameters,
+            ModelSpec::Mlp(m) => m,
+            ModelSpec::Cnn(c) => &c.dense,
+        };
         let (mut total, mut fan_in) = (0u64, inputs);
         if let ModelSpec::Cnn(cnn) = &self.model {
             let mut ch = u64::from(cnn.input[0]);
@@ -648,7 +685,6 @@ impl JobSpec {
             }
             fan_in = cnn.flat_features();
         }
-        let mlp = self.model.dense();
         for &w in &mlp.hidden_layers {
             let w = u64::from(w);
             total = total.saturating_add(fan_in.saturating_mul(w).saturating_add(w));
@@ -662,11 +698,16 @@ impl JobSpec {
 
     /// A CNN's input shape must hold exactly the dataset's feature columns.
     pub fn validate_inputs(&self, width: u64) -> Result<(), SpecError> {
-        let ModelSpec::Cnn(cnn) = &self.model else {
-            return Ok(());
+        let (field, shape) = match &self.model {
+            ModelSpec::Cnn(cnn) => ("spec.model.cnn.input", cnn.input),
+            ModelSpec::TorchScript(ScriptSpec {
+                input_shape: Some(shape),
+                ..
+            }) => ("spec.model.torchscript.input_shape", *shape),
+            _ => return Ok(()),
         };
-        let [c, h, w] = cnn.input.map(u64::from);
-        check(c * h * w == width, "spec.model.cnn.input", || {
+        let [c, h, w] = shape.map(u64::from);
+        check(c * h * w == width, field, || {
             format!(
                 "channels x height x width = {c} x {h} x {w} = {} but the dataset has {width} feature columns; give a shape whose product is {width}",
                 c * h * w
@@ -677,14 +718,20 @@ impl JobSpec {
     /// Batch statistics need at least two samples: with batch norm, refuses a batch size
     /// that leaves a last batch of one sample (PyTorch refuses such a batch too).
     pub fn validate_batches(&self, train_samples: u64) -> Result<(), SpecError> {
-        let batch_norm = self.model.dense().batch_norm
-            || matches!(&self.model, ModelSpec::Cnn(c) if c.blocks.iter().any(|b| b.batch_norm));
+        let batch_norm = self.model.dense().is_some_and(|d| d.batch_norm)
+            || matches!(&self.model, ModelSpec::Cnn(c) if c.blocks.iter().any(|b| b.batch_norm))
+            || matches!(&self.model, ModelSpec::TorchScript(s) if s.needs_batch_of_two);
         let bs = u64::from(self.batch_size);
         let single =
             train_samples == 1 || (train_samples > bs && train_samples % bs == 1) || bs == 1;
         check(!(batch_norm && single), "spec.batch_size", || {
             format!(
-                "with batch_norm, every batch needs at least 2 samples, but {train_samples} training samples in batches of {bs} leave a batch of 1; choose another batch size (e.g. {}) or validation_fraction",
+                "{} every batch needs at least 2 samples, but {train_samples} training samples in batches of {bs} leave a batch of 1; choose another batch size (e.g. {}) or validation_fraction",
+                if matches!(self.model, ModelSpec::TorchScript(_)) {
+                    "the TorchScript module fails on a training batch of one row (batch norm does that), so"
+                } else {
+                    "with batch_norm,"
+                },
                 if bs == 1 { 2 } else { bs + 1 }
             )
         })
@@ -768,6 +815,26 @@ impl JobSpec {
     fn validate_model(&self) -> Result<(), SpecError> {
         let (f, mlp) = match &self.model {
             ModelSpec::Mlp(mlp) => ("spec.model.mlp", mlp),
+            ModelSpec::TorchScript(s) => {
+                let f = "spec.model.torchscript";
+                check(
+                    !s.model_id.trim().is_empty(),
+                    &format!("{f}.model_id"),
+                    || {
+                        "is empty; upload the module with UploadModel and give its id (ListModels shows them)".into()
+                    },
+                )?;
+                if let Some(shape) = s.input_shape {
+                    for (i, d) in shape.iter().enumerate() {
+                        check(*d >= 1, &format!("{f}.input_shape"), || {
+                            format!(
+                                "dimension {i} is 0; channels, height and width must be at least 1"
+                            )
+                        })?;
+                    }
+                }
+                return Ok(());
+            }
             ModelSpec::Cnn(cnn) => {
                 let f = "spec.model.cnn";
                 for (i, d) in cnn.input.iter().enumerate() {

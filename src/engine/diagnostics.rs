@@ -3,7 +3,7 @@
 
 use tch::{Kind, Tensor, nn};
 
-use super::{EngineError, Mlp};
+use super::{EngineError, Network};
 use crate::domain::{Activation, LayerDiagnostics};
 
 /// Rows of the fixed sample the diagnostics are computed on.
@@ -14,35 +14,44 @@ const SATURATION_MARGIN: f64 = 0.01;
 /// Per-layer statistics of `model` on `sample` (evaluation mode), with the gradients left
 /// by the last optimizer step and the weights from just before it (`before`).
 pub fn layer_diagnostics(
-    model: &Mlp,
+    model: &Network,
     sample: &Tensor,
     before: &[(String, Tensor)],
 ) -> Result<Vec<LayerDiagnostics>, EngineError> {
     let activations = model.layer_activations();
     let weights = model.layer_weights();
     let outputs = tch::no_grad(|| model.layer_outputs(sample));
-    let mut out = Vec::with_capacity(outputs.len());
-    for (((name, a), (_, w)), activation) in outputs.iter().zip(&weights).zip(&activations) {
-        let a = a.f_to_kind(Kind::Double)?;
-        let (activation, hidden) = (activation.unwrap_or(Activation::Relu), activation.is_some());
-        let saturated = match activation {
-            Activation::Tanh if hidden => {
-                Some(fraction(&a.f_abs()?.f_ge(1.0 - SATURATION_MARGIN)?)?)
-            }
-            Activation::Sigmoid if hidden => Some(fraction(
-                &a.f_le(SATURATION_MARGIN)?
-                    .f_logical_or(&a.f_ge(1.0 - SATURATION_MARGIN)?)?,
-            )?),
-            _ => None,
-        };
-        // A ReLU unit is dead when it outputs 0 for every row of the sample.
-        let dead = match activation {
-            Activation::Relu if hidden => {
-                let active = a.f_gt(0.0)?.f_any_dim(0, false)?;
-                Some(1.0 - fraction(&active)?)
-            }
-            _ => None,
-        };
+    let mut out = Vec::with_capacity(weights.len());
+    for ((name, w), activation) in weights.iter().zip(&activations) {
+        // A TorchScript module's inner outputs are not visible: weights and gradients only.
+        let output = outputs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a.f_to_kind(Kind::Double))
+            .transpose()?;
+        let (mut saturated, mut dead, mut mean, mut std) = (None, None, None, None);
+        if let Some(a) = &output {
+            mean = Some(a.f_mean(Kind::Double)?.f_double_value(&[])?);
+            std = Some(a.f_std(false)?.f_double_value(&[])?);
+            saturated = match activation {
+                Some(Activation::Tanh) => {
+                    Some(fraction(&a.f_abs()?.f_ge(1.0 - SATURATION_MARGIN)?)?)
+                }
+                Some(Activation::Sigmoid) => Some(fraction(
+                    &a.f_le(SATURATION_MARGIN)?
+                        .f_logical_or(&a.f_ge(1.0 - SATURATION_MARGIN)?)?,
+                )?),
+                _ => None,
+            };
+            // A ReLU unit is dead when it outputs 0 for every row of the sample.
+            dead = match activation {
+                Some(Activation::Relu) => {
+                    let active = a.f_gt(0.0)?.f_any_dim(0, false)?;
+                    Some(1.0 - fraction(&active)?)
+                }
+                _ => None,
+            };
+        }
         let weight_norm = w.f_norm()?.f_double_value(&[])?;
         let grad = w.grad();
         let gradient_norm = if grad.defined() {
@@ -59,8 +68,8 @@ pub fn layer_diagnostics(
         };
         out.push(LayerDiagnostics {
             name: name.clone(),
-            activation_mean: a.f_mean(Kind::Double)?.f_double_value(&[])?,
-            activation_std: a.f_std(false)?.f_double_value(&[])?,
+            activation_mean: mean,
+            activation_std: std,
             saturated_fraction: saturated,
             dead_fraction: dead,
             weight_norm,
@@ -80,7 +89,7 @@ fn fraction(mask: &Tensor) -> Result<f64, EngineError> {
 }
 
 /// Copies of the layer weights, to measure the next step's update.
-pub fn weights_before(model: &Mlp) -> Result<Vec<(String, Tensor)>, EngineError> {
+pub fn weights_before(model: &Network) -> Result<Vec<(String, Tensor)>, EngineError> {
     model
         .layer_weights()
         .into_iter()
@@ -203,9 +212,10 @@ mod tests {
 mod layer_tests {
     use super::*;
     use crate::domain::MlpSpec;
+    use crate::engine::Mlp;
     use tch::Device;
 
-    fn model(activation: Activation) -> (nn::VarStore, Mlp) {
+    fn model(activation: Activation) -> (nn::VarStore, Network) {
         let vs = nn::VarStore::new(Device::Cpu);
         let spec = MlpSpec {
             hidden_layers: vec![32],
@@ -214,7 +224,7 @@ mod layer_tests {
             dropout: 0.0,
         };
         let m = Mlp::new(&vs.root(), &spec, 4, 2, 3);
-        (vs, m)
+        (vs, Network::Builtin(Box::new(m)))
     }
 
     fn sample() -> Tensor {
@@ -260,14 +270,19 @@ mod layer_tests {
         });
         let d = layer_diagnostics(&m, &sample(), &[]).unwrap();
         assert_eq!(d[0].dead_fraction, Some(1.0));
-        assert_eq!(d[0].activation_std, 0.0);
+        assert_eq!(d[0].activation_std, Some(0.0));
     }
 
     #[test]
     fn clipping_scales_the_gradients_to_the_norm_as_pytorch_does() {
         let (vs, mut m) = model(Activation::Relu);
         let x = sample();
-        let loss = m.forward_t(&x, true).pow_tensor_scalar(2).sum(Kind::Float) * 100.0;
+        let loss = m
+            .forward_t(&x, true)
+            .unwrap()
+            .pow_tensor_scalar(2)
+            .sum(Kind::Float)
+            * 100.0;
         loss.backward();
         let before = clip_grad_norm(&vs, f64::INFINITY).unwrap();
         assert!(before > 1.0);

@@ -10,9 +10,9 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor, nn};
 
 use super::{
-    BAGGING_SEED, Checkpoint, EngineError, EvalSet, InMemoryLoader, LossFn, Member, Mlp, Observer,
-    Run, SHUFFLE_SEED, TrainSplit, build_model, in_chunks, load_model_vars, probability_metrics,
-    train_model,
+    BAGGING_SEED, Checkpoint, EngineError, EvalSet, InMemoryLoader, LossFn, Member, Network,
+    Observer, Run, SHUFFLE_SEED, TrainSplit, build_model, in_chunks, load_model_vars,
+    probability_metrics, train_model,
 };
 use crate::data::imbalance::balanced_bootstrap;
 use crate::domain::EpochEnd;
@@ -85,7 +85,7 @@ pub(super) fn train(
         .iter()
         .map(|vars| member_model(run, vars))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut models: Vec<Mlp> = models.into_iter().map(|(_, m)| m).collect();
+    let mut models: Vec<Network> = models.into_iter().map(|(_, m)| m).collect();
     let loss = LossFn::new(run.class_weights, spec.loss);
     let mut metrics = |x: &Tensor, targets: &[usize], curves: bool| {
         let probs = mean_probabilities(&mut models, x)?;
@@ -117,7 +117,7 @@ pub(super) fn train(
 
 /// The mean of the members' softmax probabilities on `x` (evaluation mode), row-major
 /// `n x k` in host memory.
-fn mean_probabilities(models: &mut [Mlp], x: &Tensor) -> Result<Vec<f32>, EngineError> {
+fn mean_probabilities(models: &mut [Network], x: &Tensor) -> Result<Vec<f32>, EngineError> {
     let mean = in_chunks(x, |c| mean_softmax(models.iter_mut(), c))?
         .f_to_device(Device::Cpu)?
         .f_flatten(0, -1)?;
@@ -127,13 +127,13 @@ fn mean_probabilities(models: &mut [Mlp], x: &Tensor) -> Result<Vec<f32>, Engine
 /// The mean of the models' softmax probabilities on `x` (evaluation mode), `[n, k]` on
 /// `x`'s device. One model: its probabilities exactly.
 pub(super) fn mean_softmax<'a>(
-    models: impl Iterator<Item = &'a mut Mlp>,
+    models: impl Iterator<Item = &'a mut Network>,
     x: &Tensor,
 ) -> Result<Tensor, EngineError> {
     let mut sum: Option<Tensor> = None;
     let mut count = 0;
     for m in models {
-        let p = m.forward_t(x, false).f_softmax(-1, Kind::Float)?;
+        let p = m.forward_t(x, false)?.f_softmax(-1, Kind::Float)?;
         sum = Some(match sum {
             None => p,
             Some(s) => s.f_add(&p)?,
@@ -152,9 +152,9 @@ pub(super) fn mean_softmax<'a>(
 fn member_model(
     run: &Run<'_>,
     vars: &[(String, Tensor)],
-) -> Result<(nn::VarStore, Mlp), EngineError> {
+) -> Result<(nn::VarStore, Network), EngineError> {
     let vs = nn::VarStore::new(run.device);
-    let model = build_model(&vs, run.spec, run.width, run.labels.len());
+    let model = build_model(&vs, run.spec, run.width, run.labels.len(), Some(vars))?;
     load_model_vars(&vs, vars)?;
     Ok((vs, model))
 }

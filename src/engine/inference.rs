@@ -5,13 +5,13 @@ use tch::{CModule, Device, Kind, Tensor, nn};
 
 use super::ensemble::{mean_softmax, member_vars, members_in};
 use super::model::TorchLayer;
-use super::{Checkpoint, EngineError, Mlp, build_model, in_chunks, load_model_vars};
+use super::{Checkpoint, EngineError, Network, build_model, in_chunks, load_model_vars};
 use crate::domain::{FeatureInfo, JobSpec};
 
 pub struct TrainedModel {
     /// One model, or an ensemble's members (each with the store owning its variables);
     /// the probabilities are the mean of theirs.
-    members: Vec<(nn::VarStore, Mlp)>,
+    members: Vec<(nn::VarStore, Network)>,
     features: FeatureInfo,
     /// The normalization statistics as `[1, d]` tensors on the model's device (made once:
     /// a tensor built from host memory inside a trace would be recorded as zeros).
@@ -43,7 +43,7 @@ impl TrainedModel {
             .iter()
             .map(|vars| {
                 let mut vs = nn::VarStore::new(device);
-                let model = build_model(&vs, spec, features.width(), classes);
+                let model = build_model(&vs, spec, features.width(), classes, Some(vars))?;
                 load_model_vars(&vs, vars)?;
                 vs.freeze();
                 Ok((vs, model))
@@ -131,20 +131,56 @@ impl TrainedModel {
         self.members.len()
     }
 
-    /// The equivalent PyTorch `nn.Sequential` (layers and state dict); for an ensemble, the
-    /// state dict of an `nn.ModuleList` of such `Sequential`s (names prefixed `<member>.`).
-    pub fn sequential(&self) -> (Vec<TorchLayer>, Vec<(String, Tensor)>) {
+    /// The model in the form PyTorch rebuilds it from: for built-in models the equivalent
+    /// `nn.Sequential` (layers and state dict); for an ensemble, the state dict of an
+    /// `nn.ModuleList` of such `Sequential`s (names prefixed `<member>.`). For a
+    /// TorchScript model, its parameters by dotted name (prefixed `<member>.` likewise) and
+    /// each member's trained module as `torch.jit.save` writes it.
+    pub fn portable(&self) -> Result<Portable, EngineError> {
         let steps = self.global_step as i64;
-        if let [(_, m)] = self.members.as_slice() {
-            return m.sequential(steps);
-        }
+        let prefix = |j: usize, n: String| {
+            if self.members.len() == 1 {
+                n
+            } else {
+                format!("{j}.{n}")
+            }
+        };
         let mut layers = Vec::new();
         let mut state = Vec::new();
+        let mut modules = Vec::new();
         for (j, (_, m)) in self.members.iter().enumerate() {
-            let (l, s) = m.sequential(steps);
-            layers = l;
-            state.extend(s.into_iter().map(|(n, t)| (format!("{j}.{n}"), t)));
+            match m {
+                Network::Builtin(m) => {
+                    let (l, s) = m.sequential(steps);
+                    layers = l;
+                    state.extend(s.into_iter().map(|(n, t)| (prefix(j, n), t)));
+                }
+                Network::Script(s) => {
+                    let params = s.parameters()?;
+                    state.extend(params.into_iter().map(|(n, t)| (prefix(j, n), t)));
+                    modules.push(s.to_bytes()?);
+                }
+            }
         }
-        (layers, state)
+        Ok(if modules.is_empty() {
+            Portable::Sequential { layers, state }
+        } else {
+            Portable::Script { state, modules }
+        })
     }
+}
+
+/// A trained model as PyTorch rebuilds it.
+pub enum Portable {
+    /// Built-in models: `nn.Sequential` layers and the state dict.
+    Sequential {
+        layers: Vec<TorchLayer>,
+        state: Vec<(String, Tensor)>,
+    },
+    /// TorchScript models: the parameters (buffers are only in the modules) and each
+    /// member's trained module.
+    Script {
+        state: Vec<(String, Tensor)>,
+        modules: Vec<Vec<u8>>,
+    },
 }

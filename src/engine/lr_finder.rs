@@ -67,7 +67,7 @@ pub fn find_learning_rate(
         device,
     );
     let vs = nn::VarStore::new(device);
-    let mut model = build_model(&vs, spec, data.width, data.labels.len());
+    let mut model = build_model(&vs, spec, data.width, data.labels.len(), None)?;
     let mut opt = Optimizer::new(&spec.optimizer, &vs, test.min_lr)?;
     let weights = (!class_weights.is_empty()).then(|| {
         Tensor::from_slice(&class_weights)
@@ -93,7 +93,7 @@ pub fn find_learning_rate(
             }
             let lr = test.min_lr * growth.powi(i as i32);
             opt.set_learning_rate(lr);
-            let logits = model.forward_t(&batch.features, true);
+            let logits = model.forward_t(&batch.features, true)?;
             let loss = training_loss(&logits, &batch.targets, weights.as_ref(), spec.loss)?;
             opt.zero_grad();
             loss.f_backward()?;

@@ -11,6 +11,7 @@ mod lr_finder;
 mod model;
 mod optim;
 pub mod schedule;
+pub mod script;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -21,10 +22,10 @@ use diagnostics::{DivergenceWatch, clip_grad_norm, layer_diagnostics, weights_be
 use epoch_metrics::{EpochOutputs, MetricsWorker};
 pub use epoch_metrics::{LossFn, probability_metrics};
 pub use epoch_metrics::{Scores, metrics_of};
-pub use inference::TrainedModel;
+pub use inference::{Portable, TrainedModel};
 pub use loader::{Batch, BatchLoader, InMemoryLoader, ResamplingLoader};
 pub use lr_finder::{LrPoint, LrSuggestion, RangeTest, find_learning_rate};
-pub use model::{Mlp, TorchLayer};
+pub use model::{Mlp, Network, TorchLayer};
 pub use optim::{AdaDelta, Optimizer};
 use schedule::{Scheduler, SchedulerState};
 
@@ -294,23 +295,45 @@ pub struct Member<'a> {
     pub finished: &'a [Vec<(String, Tensor)>],
 }
 
-/// The spec's model, freshly initialized from the job's seed, with its variables in `vs`.
-pub fn build_model(vs: &nn::VarStore, spec: &JobSpec, inputs: usize, classes: usize) -> Mlp {
-    match &spec.model {
-        ModelSpec::Mlp(mlp) => Mlp::new(
+/// The spec's model with its variables in `vs`: freshly initialized from the job's seed,
+/// or, for a TorchScript model, the module carried in `state` (checkpoint tensors named
+/// `model.…`) if it has one, else the uploaded file.
+pub fn build_model(
+    vs: &nn::VarStore,
+    spec: &JobSpec,
+    inputs: usize,
+    classes: usize,
+    state: Option<&[(String, Tensor)]>,
+) -> Result<Network, EngineError> {
+    let seed = spec.seed.wrapping_add(INIT_SEED);
+    Ok(match &spec.model {
+        ModelSpec::Mlp(mlp) => Network::Builtin(Box::new(Mlp::new(
             &vs.root(),
             mlp,
             inputs as i64,
             classes as i64,
-            spec.seed.wrapping_add(INIT_SEED),
-        ),
-        ModelSpec::Cnn(cnn) => Mlp::new_cnn(
+            seed,
+        ))),
+        ModelSpec::Cnn(cnn) => Network::Builtin(Box::new(Mlp::new_cnn(
             &vs.root(),
             cnn,
             classes as i64,
-            spec.seed.wrapping_add(INIT_SEED),
-        ),
-    }
+            seed,
+        ))),
+        ModelSpec::TorchScript(s) => {
+            let bytes = match state.map(script::module_bytes).transpose()?.flatten() {
+                Some(b) => b,
+                None => std::fs::read(&s.file).map_err(|e| {
+                    EngineError::Internal(format!(
+                        "cannot read the TorchScript model '{}' ({}): {e}",
+                        s.model_id,
+                        s.file.display()
+                    ))
+                })?,
+            };
+            Network::Script(script::ScriptModule::load(&bytes, vs, s.input_shape)?)
+        }
+    })
 }
 
 /// A held-out split, evaluated at each epoch end.
@@ -333,7 +356,8 @@ pub fn train_model(
     let (spec, device) = (run.spec, run.device);
     let labels = run.labels;
     let vs = nn::VarStore::new(device);
-    let mut model = build_model(&vs, spec, run.width, labels.len());
+    let state = resume.as_ref().map(|c| c.tensors.as_slice());
+    let mut model = build_model(&vs, spec, run.width, labels.len(), state)?;
     let mut opt = Optimizer::new(&spec.optimizer, &vs, spec.learning_rate)?;
     let weights = (!run.class_weights.is_empty()).then(|| {
         Tensor::from_slice(run.class_weights)
@@ -350,28 +374,29 @@ pub fn train_model(
     // and carry those members' variables.
     let offset = member.map_or(0, |m| m * spec.epochs);
     let finished = run.member.as_ref().map_or(&[][..], |m| m.finished);
-    let snapshot = |model: &Mlp, opt: &Optimizer, scheduler: &Scheduler, epoch: u32, step: u64| {
-        let mut c = snapshot(&vs, model, opt, offset + epoch, step)?;
-        let s = scheduler.state();
-        c.tensors.push((
-            "sched.state".into(),
-            Tensor::from_slice(&[
-                f64::from(s.epoch),
-                s.step as f64,
-                s.lr,
-                s.best,
-                f64::from(s.num_bad_epochs),
-                f64::from(s.cooldown_counter),
-            ]),
-        ));
-        for (j, tensors) in finished.iter().enumerate() {
-            for (name, t) in tensors {
-                c.tensors
-                    .push((format!("member{j}.{name}"), t.shallow_clone()));
+    let snapshot =
+        |model: &Network, opt: &Optimizer, scheduler: &Scheduler, epoch: u32, step: u64| {
+            let mut c = snapshot(&vs, model, opt, offset + epoch, step)?;
+            let s = scheduler.state();
+            c.tensors.push((
+                "sched.state".into(),
+                Tensor::from_slice(&[
+                    f64::from(s.epoch),
+                    s.step as f64,
+                    s.lr,
+                    s.best,
+                    f64::from(s.num_bad_epochs),
+                    f64::from(s.cooldown_counter),
+                ]),
+            ));
+            for (j, tensors) in finished.iter().enumerate() {
+                for (name, t) in tensors {
+                    c.tensors
+                        .push((format!("member{j}.{name}"), t.shallow_clone()));
+                }
             }
-        }
-        Ok::<_, EngineError>(c)
-    };
+            Ok::<_, EngineError>(c)
+        };
     let loss_fn = LossFn::new(run.class_weights, spec.loss);
     // The diagnostic sample: the first validation rows, fixed for the whole run.
     let fixed_sample = validation
@@ -445,7 +470,7 @@ pub fn train_model(
                 }
                 let iteration = i as u32 + 1;
                 global_step += 1;
-                let logits = model.forward_t(&batch.features, true);
+                let logits = model.forward_t(&batch.features, true)?;
                 let loss = training_loss(&logits, &batch.targets, weights.as_ref(), spec.loss)?;
                 opt.zero_grad();
                 loss.f_backward()?;
@@ -563,16 +588,25 @@ pub fn train_model(
     // Whatever happened, the epochs that ended are reported before the job's end.
     let reported = worker.finish(observer);
     result.and(reported)?;
+    model_state(&vs, &model)
+}
+
+/// The model's variables (`model.<name>`, CPU copies, sorted by name), and a TorchScript
+/// model's module: all that rebuilds it.
+fn model_state(vs: &nn::VarStore, model: &Network) -> Result<Vec<(String, Tensor)>, EngineError> {
     let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
-    vars.into_iter()
+    let mut state = vars
+        .into_iter()
         .map(|(name, t)| {
             Ok((
                 format!("model.{name}"),
                 t.f_detach()?.f_to_device(Device::Cpu)?.copy(),
             ))
         })
-        .collect()
+        .collect::<Result<Vec<_>, EngineError>>()?;
+    state.extend(model.checkpoint_entry()?);
+    Ok(state)
 }
 
 /// The scheduler's state saved in a checkpoint, if it has one.
@@ -674,22 +708,17 @@ fn training_loss(
 /// A deep copy of the training state, on the CPU.
 fn snapshot(
     vs: &nn::VarStore,
-    model: &Mlp,
+    model: &Network,
     opt: &Optimizer,
     epoch: u32,
     global_step: u64,
 ) -> Result<Checkpoint, EngineError> {
-    let copy = |t: &Tensor| -> Result<Tensor, EngineError> {
-        Ok(t.f_detach()?.f_to_device(Device::Cpu)?.copy())
-    };
-    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut tensors = Vec::with_capacity(vars.len());
-    for (name, t) in &vars {
-        tensors.push((format!("model.{name}"), copy(t)?));
-    }
+    let mut tensors = model_state(vs, model)?;
     for (name, t) in opt.state() {
-        tensors.push((format!("opt.{name}"), copy(&t)?));
+        tensors.push((
+            format!("opt.{name}"),
+            t.f_detach()?.f_to_device(Device::Cpu)?.copy(),
+        ));
     }
     Ok(Checkpoint {
         epoch,
@@ -704,7 +733,7 @@ fn snapshot(
 /// the partial epoch's outputs (logits, targets) if it has them.
 fn restore(
     vs: &nn::VarStore,
-    model: &mut Mlp,
+    model: &mut Network,
     opt: &mut Optimizer,
     c: &Checkpoint,
 ) -> Result<Option<(Tensor, Tensor)>, EngineError> {
@@ -727,11 +756,14 @@ fn restore(
 }
 
 /// Copies a checkpoint's `model.*` tensors into the variables of `vs`; every variable
-/// must be restored.
+/// must be restored. (A TorchScript model's module entry is not a variable.)
 fn load_model_vars(vs: &nn::VarStore, tensors: &[(String, Tensor)]) -> Result<(), EngineError> {
     let vars = vs.variables();
     let mut restored = 0;
     for (name, t) in tensors {
+        if name == script::MODULE_KEY {
+            continue;
+        }
         if let Some(var) = name.strip_prefix("model.") {
             let mut dst = vars
                 .get(var)
@@ -793,8 +825,8 @@ impl Window {
 }
 
 /// Evaluation-mode logits of `model` on `features`, in chunks to bound memory.
-pub fn forward_eval(model: &mut Mlp, features: &Tensor) -> Result<Tensor, EngineError> {
-    in_chunks(features, |x| Ok(model.forward_t(x, false)))
+pub fn forward_eval(model: &mut Network, features: &Tensor) -> Result<Tensor, EngineError> {
+    in_chunks(features, |x| model.forward_t(x, false))
 }
 
 /// `f` applied to `x` in chunks of rows, without gradients, concatenated.

@@ -1,12 +1,15 @@
-//! The MLP. Weights are drawn from the job's own seeded generator (PyTorch's default
-//! `nn.Linear` init), and dropout masks too, so a job is reproducible even when other jobs
-//! share libtorch's global generator.
+//! The networks: the built-in MLP/CNN, and [`Network`], which is that or a user's
+//! TorchScript module. The built-in network's weights are drawn from the job's own seeded
+//! generator (PyTorch's default `nn.Linear` init), and dropout masks too, so a job is
+//! reproducible even when other jobs share libtorch's global generator.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
+use super::EngineError;
+use super::script::ScriptModule;
 use crate::domain::{Activation, CnnSpec, ConvBlock, MlpSpec, Pool};
 
 /// PyTorch's `BatchNorm1d` defaults.
@@ -437,6 +440,73 @@ impl Mlp {
         }
         state.sort_by(|a, b| a.0.cmp(&b.0));
         (layers, state)
+    }
+}
+
+/// The model a job trains: a built-in network, or a user's TorchScript module.
+pub enum Network {
+    Builtin(Box<Mlp>),
+    Script(ScriptModule),
+}
+
+impl Network {
+    /// Logits. `train` selects batch statistics and dropout; evaluation uses running
+    /// statistics and no dropout.
+    pub fn forward_t(&mut self, x: &Tensor, train: bool) -> Result<Tensor, EngineError> {
+        match self {
+            Self::Builtin(m) => Ok(m.forward_t(x, train)),
+            Self::Script(s) => s.forward_t(x, train),
+        }
+    }
+
+    /// Position of the dropout generator, for checkpoints (a TorchScript module draws from
+    /// libtorch's generator: 0).
+    pub fn dropout_word_pos(&self) -> u128 {
+        match self {
+            Self::Builtin(m) => m.dropout_word_pos(),
+            Self::Script(_) => 0,
+        }
+    }
+
+    pub fn set_dropout_word_pos(&mut self, pos: u128) {
+        if let Self::Builtin(m) = self {
+            m.set_dropout_word_pos(pos);
+        }
+    }
+
+    /// Each layer's weight by layer name, sharing storage: a TorchScript module's
+    /// parameters of two or more dimensions.
+    pub fn layer_weights(&self) -> Vec<(String, Tensor)> {
+        match self {
+            Self::Builtin(m) => m.layer_weights(),
+            Self::Script(s) => s.layer_weights(),
+        }
+    }
+
+    /// Each layer's outputs in evaluation mode, by layer name (none for a TorchScript
+    /// module, whose inner outputs are not visible).
+    pub fn layer_outputs(&self, x: &Tensor) -> Vec<(String, Tensor)> {
+        match self {
+            Self::Builtin(m) => m.layer_outputs(x),
+            Self::Script(_) => Vec::new(),
+        }
+    }
+
+    /// The activation after each layer of `layer_weights` (`None` for the head and for
+    /// a TorchScript module's layers).
+    pub fn layer_activations(&self) -> Vec<Option<Activation>> {
+        match self {
+            Self::Builtin(m) => m.layer_activations(),
+            Self::Script(s) => vec![None; s.layer_weights().len()],
+        }
+    }
+
+    /// What a checkpoint needs besides the variables: a TorchScript module's saved bytes.
+    pub fn checkpoint_entry(&self) -> Result<Option<(String, Tensor)>, EngineError> {
+        match self {
+            Self::Builtin(_) => Ok(None),
+            Self::Script(s) => s.checkpoint_entry().map(Some),
+        }
     }
 }
 

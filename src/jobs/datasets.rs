@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{JobError, JobManager};
+use super::{JobError, JobManager, UploadKind};
 use crate::data::upload::{CsvUpload, UploadError, UploadLimits};
 use crate::domain::{DatasetInfo, DatasetSpec, JobStatus, SpecError};
 use crate::store::Store;
@@ -22,25 +22,74 @@ pub struct UploadHeader {
 /// An upload in progress. Dropping it before `finish` deletes what was received.
 pub struct DatasetUpload {
     csv: Option<CsvUpload>,
-    /// Set once the file has been moved into place.
-    kept: bool,
-    tmp: PathBuf,
+    part: PartFile,
     id: String,
     header: UploadHeader,
     store: Arc<Store>,
 }
 
-impl DatasetUpload {
-    /// Validates and stores the next bytes.
-    pub fn push(&mut self, chunk: &[u8]) -> Result<(), JobError> {
-        match self.csv.as_mut() {
-            Some(csv) => csv.push(chunk).map_err(JobError::Upload),
-            None => Err(JobError::Upload(UploadError::Io(std::io::Error::other(
-                "this upload already ended",
-            )))),
+/// An upload's temporary file: deleted when dropped, unless it was kept.
+pub(super) struct PartFile {
+    pub(super) tmp: PathBuf,
+    /// Set once the file has been moved into place.
+    kept: bool,
+}
+
+impl PartFile {
+    /// `<dir>/tmp/<id>.part`.
+    pub(super) fn new(dir: &std::path::Path, id: &str) -> Self {
+        Self {
+            tmp: dir.join("tmp").join(format!("{id}.part")),
+            kept: false,
         }
     }
 
+    /// Moves the file to `dest`; it is no longer this guard's to delete.
+    pub(super) fn keep(&mut self, dest: &std::path::Path) -> Result<(), JobError> {
+        std::fs::rename(&self.tmp, dest)
+            .map_err(|e| JobError::Internal(format!("cannot keep the uploaded file: {e}")))?;
+        self.kept = true;
+        Ok(())
+    }
+}
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        // The upload failed or was abandoned: nothing of it stays.
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// The error of a step of an upload of `kind`.
+pub(super) fn upload_error(kind: UploadKind) -> impl Fn(UploadError) -> JobError {
+    move |error| JobError::Upload { kind, error }
+}
+
+/// A chunk arriving after the upload ended.
+pub(super) fn already_ended(kind: UploadKind) -> JobError {
+    upload_error(kind)(UploadError::Io(std::io::Error::other(
+        "this upload already ended",
+    )))
+}
+
+/// An upload receiving its bytes.
+pub trait Upload {
+    /// Validates and stores the next bytes.
+    fn push(&mut self, chunk: &[u8]) -> Result<(), JobError>;
+}
+
+impl Upload for DatasetUpload {
+    fn push(&mut self, chunk: &[u8]) -> Result<(), JobError> {
+        match self.csv.as_mut() {
+            Some(csv) => csv.push(chunk).map_err(upload_error(UploadKind::Dataset)),
+            None => Err(already_ended(UploadKind::Dataset)),
+        }
+    }
+}
+
+impl DatasetUpload {
     /// Checks the end of the file and the checksum, then makes the dataset visible.
     pub fn finish(mut self) -> Result<DatasetInfo, JobError> {
         let csv = self
@@ -49,7 +98,7 @@ impl DatasetUpload {
             .ok_or_else(|| JobError::Internal("upload already finished".into()))?;
         let summary = csv
             .finish(self.header.sha256.as_deref())
-            .map_err(JobError::Upload)?;
+            .map_err(upload_error(UploadKind::Dataset))?;
         let info = DatasetInfo {
             id: self.id.clone(),
             name: self.header.name.clone(),
@@ -62,24 +111,12 @@ impl DatasetUpload {
             created: SystemTime::now(),
             label_column: summary.label_column,
         };
-        std::fs::rename(&self.tmp, self.store.dataset_file(&self.id))
-            .map_err(|e| JobError::Internal(format!("cannot keep the uploaded file: {e}")))?;
-        self.kept = true;
+        self.part.keep(&self.store.dataset_file(&self.id))?;
         if let Err(e) = self.store.insert_dataset(&info) {
             let _ = std::fs::remove_file(self.store.dataset_file(&self.id));
             return Err(e.into());
         }
         Ok(info)
-    }
-}
-
-impl Drop for DatasetUpload {
-    fn drop(&mut self) {
-        // The upload failed or was abandoned: nothing of it stays.
-        if !self.kept {
-            drop(self.csv.take());
-            let _ = std::fs::remove_file(&self.tmp);
-        }
     }
 }
 
@@ -91,20 +128,17 @@ impl JobManager {
         }
         let store = self.shared.store.clone();
         let id = uuid::Uuid::new_v4().to_string();
-        let tmp = store.datasets_dir().join("tmp").join(format!("{id}.part"));
+        let part = PartFile::new(&store.datasets_dir(), &id);
         let csv = CsvUpload::new(
-            &tmp,
+            &part.tmp,
             &header.name,
             header.label_column.as_deref(),
-            UploadLimits {
-                max_bytes: self.shared.config.max_dataset_bytes,
-            },
+            UploadLimits::dataset(self.shared.config.max_dataset_bytes),
         )
-        .map_err(JobError::Upload)?;
+        .map_err(upload_error(UploadKind::Dataset))?;
         Ok(DatasetUpload {
             csv: Some(csv),
-            kept: false,
-            tmp,
+            part,
             id,
             header,
             store,
@@ -125,25 +159,43 @@ impl JobManager {
 
     /// Deletes a dataset unless a queued or running job uses it.
     pub fn delete_dataset(&self, id: &str) -> Result<(), JobError> {
+        self.delete_unused(
+            UploadKind::Dataset,
+            id,
+            |spec| matches!(&spec.dataset, DatasetSpec::Uploaded { id: d } if d == id),
+            |store| store.delete_dataset(id),
+        )
+    }
+
+    /// Deletes an upload (`delete` returns whether there was one) unless a queued or
+    /// running job `uses` it.
+    pub(super) fn delete_unused(
+        &self,
+        kind: UploadKind,
+        id: &str,
+        uses: impl Fn(&crate::domain::JobSpec) -> bool,
+        delete: impl FnOnce(&Store) -> Result<bool, crate::store::StoreError>,
+    ) -> Result<(), JobError> {
         let state = self.shared.lock();
         let users: Vec<String> = state
             .order
             .iter()
-            .filter(|j| matches!(&j.spec.dataset, DatasetSpec::Uploaded { id: d } if d == id))
+            .filter(|j| uses(&j.spec))
             .filter(|j| matches!(j.status(), JobStatus::Queued | JobStatus::Running))
             .map(|j| j.id.clone())
             .collect();
         if !users.is_empty() {
-            return Err(JobError::DatasetInUse {
+            return Err(JobError::InUse {
+                kind,
                 id: id.to_string(),
                 jobs: users,
             });
         }
         // Deleted under the lock, so no job can start using it in between.
-        if self.shared.store.delete_dataset(id)? {
-            Ok(())
-        } else {
-            Err(JobError::DatasetNotFound(id.to_string()))
+        match (delete(&self.shared.store)?, kind) {
+            (true, _) => Ok(()),
+            (false, UploadKind::Dataset) => Err(JobError::DatasetNotFound(id.to_string())),
+            (false, UploadKind::Model) => Err(JobError::ModelNotFound(id.to_string())),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod datasets;
 mod job;
+mod model_uploads;
 mod models;
 mod persist;
 
@@ -17,14 +18,15 @@ use std::time::{Duration, Instant};
 
 use tch::Device;
 
-pub use datasets::{DatasetUpload, UploadHeader};
+pub use datasets::{DatasetUpload, Upload, UploadHeader};
 use job::{Job, JobObserver};
 pub use job::{JobSnapshot, StopReason, Subscription};
+pub use model_uploads::{ModelHeader, ModelUpload};
 pub use models::{EvalData, ExportFormat, ExportedFile, Predictions};
 use persist::Persister;
 
 use crate::data::{self, DataError};
-use crate::domain::{DatasetSpec, JobSpec, JobStatus, SpecError};
+use crate::domain::{DatasetSpec, JobSpec, JobStatus, ModelSpec, SpecError};
 use crate::engine::{self, EngineError};
 use crate::store::{self, Store, StoreError, read_checkpoint, take_resume_checkpoint};
 
@@ -37,6 +39,8 @@ pub struct JobsConfig {
     pub max_concurrent_jobs: usize,
     /// Largest dataset upload accepted, in bytes.
     pub max_dataset_bytes: u64,
+    /// Largest TorchScript model upload accepted, in bytes.
+    pub max_model_bytes: u64,
 }
 
 /// What the job manager refuses, and why.
@@ -58,16 +62,41 @@ pub enum JobError {
     ShuttingDown,
     #[error("job '{0}' has not finished; cancel it first, then delete it")]
     NotFinished(String),
-    #[error("dataset upload: {0}")]
-    Upload(crate::data::upload::UploadError),
+    #[error("{kind} upload: {error}")]
+    Upload {
+        kind: UploadKind,
+        error: crate::data::upload::UploadError,
+    },
     #[error("no dataset with id '{0}'; list datasets to see the known ids")]
     DatasetNotFound(String),
-    #[error("dataset '{id}' is used by queued or running job(s) {}; cancel them or wait until they finish", jobs.join(", "))]
-    DatasetInUse { id: String, jobs: Vec<String> },
+    #[error("no model with id '{0}'; list models to see the known ids")]
+    ModelNotFound(String),
+    #[error("{kind} '{id}' is used by queued or running job(s) {}; cancel them or wait until they finish", jobs.join(", "))]
+    InUse {
+        kind: UploadKind,
+        id: String,
+        jobs: Vec<String>,
+    },
     #[error("{0}")]
     NoModel(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// What an upload is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadKind {
+    Dataset,
+    Model,
+}
+
+impl std::fmt::Display for UploadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Dataset => "dataset",
+            Self::Model => "model",
+        })
+    }
 }
 
 impl From<EngineError> for JobError {
@@ -209,7 +238,8 @@ impl JobManager {
         if !self.shared.lock().accepting {
             return Err(JobError::ShuttingDown);
         }
-        let dataset = self.checked_dataset(&spec)?;
+        let mut spec = spec;
+        let dataset = self.checked_dataset(&mut spec)?;
         let mut state = self.shared.lock();
         if !state.accepting {
             return Err(JobError::ShuttingDown);
@@ -219,6 +249,11 @@ impl JobManager {
             && self.shared.store.dataset(id)?.is_none()
         {
             return Err(JobError::DatasetNotFound(id.clone()));
+        }
+        if let ModelSpec::TorchScript(m) = &spec.model
+            && self.shared.store.model(&m.model_id)?.is_none()
+        {
+            return Err(JobError::ModelNotFound(m.model_id.clone()));
         }
         // A retry that raced with its first attempt.
         if let Some(r) = &request_id
@@ -252,7 +287,10 @@ impl JobManager {
     }
 
     /// Reads the spec's dataset and runs every check that needs it.
-    fn checked_dataset(&self, spec: &JobSpec) -> Result<data::Dataset, JobError> {
+    /// For a TorchScript model, this also resolves the uploaded module and tries it on the
+    /// data (filling in what the spec derives from it).
+    fn checked_dataset(&self, spec: &mut JobSpec) -> Result<data::Dataset, JobError> {
+        self.resolve_model(spec)?;
         let dataset = data::load(
             &spec.dataset,
             &self.shared.config.data_dir,
@@ -270,6 +308,7 @@ impl JobManager {
         }
         spec.validate_class_weights(Some(&dataset.labels))?;
         spec.validate_inputs(dataset.width as u64)?;
+        model_uploads::fit_model(spec, dataset.width, dataset.labels.len())?;
         spec.validate_model_size(dataset.width as u64, dataset.labels.len() as u64)?;
         let train_counts = data::train_counts(&dataset.class_counts(), spec.validation_fraction);
         let planned = data::imbalance::planned_counts(spec, &train_counts)?;
@@ -302,7 +341,8 @@ impl JobManager {
                 SpecError::new("iterations", "must be 2 to 10000; 100 to 300 is usual").into(),
             );
         }
-        let dataset = self.checked_dataset(&spec)?;
+        let mut spec = spec;
+        let dataset = self.checked_dataset(&mut spec)?;
         let found = engine::find_learning_rate(
             &spec,
             &dataset,
@@ -483,7 +523,7 @@ fn range_key(spec: &JobSpec) -> String {
 }
 
 fn same_spec(job: &Arc<Job>, spec: &JobSpec, request_id: &str) -> Result<JobSnapshot, JobError> {
-    if job.spec == *spec {
+    if job.spec.as_requested() == spec.as_requested() {
         Ok(job.snapshot())
     } else {
         Err(JobError::RequestIdReused(request_id.to_string()))

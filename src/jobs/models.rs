@@ -13,7 +13,7 @@ use super::job::{Job, JobSnapshot};
 use super::{JobError, JobManager};
 use crate::data::{self, DataError, Dataset};
 use crate::domain::{DatasetSpec, ModelVersion, SpecError};
-use crate::engine::{LossFn, TrainedModel};
+use crate::engine::{LossFn, Portable, TrainedModel};
 use crate::metrics::curves::threshold_report;
 use crate::metrics::{self, Evaluation};
 use crate::store::{model_checkpoint, read_checkpoint_file};
@@ -177,23 +177,41 @@ impl JobManager {
                 }])
             }
             ExportFormat::Safetensors => {
-                let (layers, state) = model.sequential();
+                let portable = model.portable()?;
+                let (layers, state, modules) = match portable {
+                    Portable::Sequential { layers, state } => (layers, state, Vec::new()),
+                    Portable::Script { state, modules } => (Vec::new(), state, modules),
+                };
                 let path = tmp.path().join("model.safetensors");
                 let named: Vec<(&str, &tch::Tensor)> =
                     state.iter().map(|(n, t)| (n.as_str(), t)).collect();
                 tch::Tensor::write_safetensors(&named, &path).map_err(internal)?;
                 let job = self.shared.find(job_id)?;
-                let card = model_card(&snap, &job, epoch, version, &layers, model.members());
-                Ok(vec![
-                    ExportedFile {
-                        name: "model.safetensors".into(),
-                        bytes: std::fs::read(&path).map_err(internal)?,
-                    },
-                    ExportedFile {
-                        name: "model_card.json".into(),
-                        bytes: serde_json::to_vec_pretty(&card).map_err(internal)?,
-                    },
-                ])
+                let module_names = module_file_names(modules.len());
+                let card = model_card(
+                    &snap,
+                    &job,
+                    epoch,
+                    version,
+                    &layers,
+                    model.members(),
+                    &module_names,
+                );
+                let mut files = vec![ExportedFile {
+                    name: "model.safetensors".into(),
+                    bytes: std::fs::read(&path).map_err(internal)?,
+                }];
+                files.extend(
+                    module_names
+                        .into_iter()
+                        .zip(modules)
+                        .map(|(name, bytes)| ExportedFile { name, bytes }),
+                );
+                files.push(ExportedFile {
+                    name: "model_card.json".into(),
+                    bytes: serde_json::to_vec_pretty(&card).map_err(internal)?,
+                });
+                Ok(files)
             }
         }
     }
@@ -401,16 +419,11 @@ fn model_card(
     version: ModelVersion,
     layers: &[crate::engine::TorchLayer],
     members: usize,
+    modules: &[String],
 ) -> serde_json::Value {
     let metrics = job.epoch_end(epoch);
-    serde_json::json!({
-        "format": "gradstream.model_card.v1",
-        "job_id": snap.id,
-        "name": snap.spec.name,
-        "model_version": match version { ModelVersion::Best => "best", ModelVersion::Last => "last" },
-        "epoch": epoch,
-        "best_model_metric": format!("{:?}", snap.spec.best_model_metric),
-        "architecture": {
+    let architecture = if modules.is_empty() {
+        serde_json::json!({
             "framework": if members > 1 { "torch.nn.ModuleList of torch.nn.Sequential" } else { "torch.nn.Sequential" },
             "layers": layers,
             "members": members,
@@ -418,7 +431,32 @@ fn model_card(
             "input_features": snap.features.width(),
             "classes": snap.labels.len(),
             "output": "logits; softmax over the last dimension gives the class probabilities",
-        },
+        })
+    } else {
+        let input_shape = match &snap.spec.model {
+            crate::domain::ModelSpec::TorchScript(s) => s.input_shape,
+            _ => None,
+        };
+        serde_json::json!({
+            "framework": "TorchScript (your uploaded module, trained)",
+            "modules": modules,
+            "members": members,
+            "combine": if members > 1 { "mean of the members' softmax probabilities; model.safetensors names are <member>.<parameter>" } else { "single model" },
+            "parameters": "model.safetensors holds the trained parameters by their named_parameters() names; buffers (batch-norm running statistics) are only in the module files",
+            "input_features": snap.features.width(),
+            "input_shape": input_shape,
+            "classes": snap.labels.len(),
+            "output": "each module returns logits for normalized rows; softmax over the last dimension gives the class probabilities",
+        })
+    };
+    serde_json::json!({
+        "format": "gradstream.model_card.v1",
+        "job_id": snap.id,
+        "name": snap.spec.name,
+        "model_version": match version { ModelVersion::Best => "best", ModelVersion::Last => "last" },
+        "epoch": epoch,
+        "best_model_metric": format!("{:?}", snap.spec.best_model_metric),
+        "architecture": architecture,
         "normalization": {
             "rule": "x_normalized = (x - mean) / std, per feature, before the first layer",
             "mean": snap.features.mean,
@@ -426,7 +464,16 @@ fn model_card(
         },
         "features": snap.features.names,
         "labels": snap.labels,
-        "training": snap.spec,
+        "training": snap.spec.as_requested(),
         "metrics": metrics,
     })
+}
+
+/// The file name of each trained TorchScript module in an export.
+fn module_file_names(count: usize) -> Vec<String> {
+    match count {
+        0 => Vec::new(),
+        1 => vec!["module.pt".into()],
+        n => (0..n).map(|j| format!("module-member{j}.pt")).collect(),
+    }
 }

@@ -17,7 +17,7 @@ pub use checkpoint::{
 };
 
 use crate::data::UploadedDatasets;
-use crate::domain::{DatasetInfo, EventKind, JobEvent, JobSpec, RunInfo, SpecError};
+use crate::domain::{DatasetInfo, EventKind, JobEvent, JobSpec, ModelInfo, RunInfo, SpecError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -91,12 +91,14 @@ impl Store {
             return Err(StoreError::Locked);
         }
         // Uploads that were in progress when the process stopped are abandoned.
-        let tmp = state_dir.join("datasets").join("tmp");
-        match std::fs::remove_dir_all(&tmp) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
+        for kind in ["datasets", "models"] {
+            let tmp = state_dir.join(kind).join("tmp");
+            match std::fs::remove_dir_all(&tmp) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+            std::fs::create_dir_all(&tmp)?;
         }
-        std::fs::create_dir_all(&tmp)?;
         let mut conn = Connection::open(state_dir.join("gradstream.db"))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // NORMAL: a committed transaction survives a process crash (SIGKILL); only a power
@@ -235,18 +237,77 @@ impl Store {
     }
 
     pub fn insert_dataset(&self, info: &DatasetInfo) -> Result<(), StoreError> {
+        self.insert_upload(Upload::Dataset, &info.id, info, info.created)
+    }
+
+    pub fn dataset(&self, id: &str) -> Result<Option<DatasetInfo>, StoreError> {
+        self.upload(Upload::Dataset, id)
+    }
+
+    /// Every dataset, oldest first.
+    pub fn datasets(&self) -> Result<Vec<DatasetInfo>, StoreError> {
+        self.uploads(Upload::Dataset)
+    }
+
+    /// Removes a dataset's record, then its file. Returns false if there was none.
+    pub fn delete_dataset(&self, id: &str) -> Result<bool, StoreError> {
+        self.delete_upload(Upload::Dataset, id, &self.dataset_file(id))
+    }
+
+    /// Folder of uploaded TorchScript models (`<id>.pt`) and of uploads in progress
+    /// (`tmp/`).
+    pub fn models_dir(&self) -> PathBuf {
+        self.dir.join("models")
+    }
+
+    pub fn model_file(&self, id: &str) -> PathBuf {
+        self.models_dir().join(format!("{id}.pt"))
+    }
+
+    pub fn insert_model(&self, info: &ModelInfo) -> Result<(), StoreError> {
+        self.insert_upload(Upload::Model, &info.id, info, info.created)
+    }
+
+    pub fn model(&self, id: &str) -> Result<Option<ModelInfo>, StoreError> {
+        self.upload(Upload::Model, id)
+    }
+
+    /// Every uploaded model, oldest first.
+    pub fn models(&self) -> Result<Vec<ModelInfo>, StoreError> {
+        self.uploads(Upload::Model)
+    }
+
+    /// Removes a model's record, then its file. Returns false if there was none.
+    pub fn delete_model(&self, id: &str) -> Result<bool, StoreError> {
+        self.delete_upload(Upload::Model, id, &self.model_file(id))
+    }
+
+    fn insert_upload<T: serde::Serialize>(
+        &self,
+        kind: Upload,
+        id: &str,
+        info: &T,
+        created: std::time::SystemTime,
+    ) -> Result<(), StoreError> {
         self.conn().execute(
-            "INSERT INTO datasets (id, info, created_ns) VALUES (?1, ?2, ?3)",
-            params![info.id, encode(info)?, nanos(info.created)],
+            &format!(
+                "INSERT INTO {} (id, info, created_ns) VALUES (?1, ?2, ?3)",
+                kind.table()
+            ),
+            params![id, encode(info)?, nanos(created)],
         )?;
         Ok(())
     }
 
-    pub fn dataset(&self, id: &str) -> Result<Option<DatasetInfo>, StoreError> {
+    fn upload<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: Upload,
+        id: &str,
+    ) -> Result<Option<T>, StoreError> {
         let blob: Option<Vec<u8>> = self
             .conn()
             .query_row(
-                "SELECT info FROM datasets WHERE id = ?1",
+                &format!("SELECT info FROM {} WHERE id = ?1", kind.table()),
                 params![id],
                 |r| r.get(0),
             )
@@ -254,10 +315,12 @@ impl Store {
         Ok(blob.map(|b| rmp_serde::from_slice(&b)).transpose()?)
     }
 
-    /// Every dataset, oldest first.
-    pub fn datasets(&self) -> Result<Vec<DatasetInfo>, StoreError> {
+    fn uploads<T: serde::de::DeserializeOwned>(&self, kind: Upload) -> Result<Vec<T>, StoreError> {
         let conn = self.conn();
-        let mut q = conn.prepare("SELECT info FROM datasets ORDER BY created_ns, rowid")?;
+        let mut q = conn.prepare(&format!(
+            "SELECT info FROM {} ORDER BY created_ns, rowid",
+            kind.table()
+        ))?;
         let blobs = q.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
         let mut out = Vec::new();
         for b in blobs {
@@ -266,12 +329,12 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes a dataset's record, then its file. Returns false if there was none.
-    pub fn delete_dataset(&self, id: &str) -> Result<bool, StoreError> {
-        let n = self
-            .conn()
-            .execute("DELETE FROM datasets WHERE id = ?1", params![id])?;
-        match std::fs::remove_file(self.dataset_file(id)) {
+    fn delete_upload(&self, kind: Upload, id: &str, file: &Path) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            &format!("DELETE FROM {} WHERE id = ?1", kind.table()),
+            params![id],
+        )?;
+        match std::fs::remove_file(file) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
             _ => {}
         }
@@ -306,6 +369,22 @@ impl UploadedDatasets for Store {
                 ),
             )),
             Err(e) => Err(SpecError::new(field, format!("'{id}' cannot be read: {e}"))),
+        }
+    }
+}
+
+/// The kinds of uploaded file, each with its table.
+#[derive(Debug, Clone, Copy)]
+enum Upload {
+    Dataset,
+    Model,
+}
+
+impl Upload {
+    fn table(self) -> &'static str {
+        match self {
+            Self::Dataset => "datasets",
+            Self::Model => "models",
         }
     }
 }

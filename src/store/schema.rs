@@ -32,6 +32,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
          created_ns  INTEGER NOT NULL
      );",
     ),
+    (
+        3,
+        "CREATE TABLE models (
+         id          TEXT PRIMARY KEY,
+         info        BLOB NOT NULL,     -- MessagePack of domain::ModelInfo
+         created_ns  INTEGER NOT NULL
+     );",
+    ),
 ];
 
 pub fn latest() -> i64 {

@@ -6,8 +6,8 @@ use super::pb;
 use crate::domain::{
     Activation, ClassWeighting, CnnSpec, ConvBlock, DatasetInfo, DatasetSpec, EarlyStopping,
     EnsembleSpec, EpochEnd, EventKind, IterationProgress, JobEvent, JobSpec, JobStatus, LossSpec,
-    LrSchedule, MlpSpec, ModelSelection, ModelSpec, ModelVersion, OptimizerSpec, Pool,
-    ResamplingMethod, ResamplingSpec, SpecError, SyntheticSpec,
+    LrSchedule, MlpSpec, ModelInfo, ModelSelection, ModelSpec, ModelVersion, OptimizerSpec, Pool,
+    ResamplingMethod, ResamplingSpec, ScriptSpec, SpecError, SyntheticSpec,
 };
 use crate::jobs::{EvalData, ExportFormat, JobQuery, JobSnapshot, Predictions};
 use crate::metrics::curves::{ClassCurves, ThresholdPoint};
@@ -310,6 +310,26 @@ fn mlp_spec(mlp: pb::Mlp) -> Result<MlpSpec, SpecError> {
 fn model(m: Option<pb::Model>) -> Result<ModelSpec, SpecError> {
     match m.and_then(|m| m.kind) {
         Some(pb::model::Kind::Mlp(mlp)) => Ok(ModelSpec::Mlp(mlp_spec(mlp)?)),
+        Some(pb::model::Kind::Torchscript(t)) => Ok(ModelSpec::TorchScript(ScriptSpec {
+            model_id: t.model_id,
+            input_shape: match t.input_shape[..] {
+                [] => None,
+                [c, h, w] => Some([c, h, w]),
+                _ => {
+                    return Err(SpecError::new(
+                        "spec.model.torchscript.input_shape",
+                        format!(
+                            "has {} values; give none (rows as [batch, features]) or three: channels, height, width",
+                            t.input_shape.len()
+                        ),
+                    ));
+                }
+            },
+            // Filled in by the job manager from the uploaded model.
+            file: Default::default(),
+            parameters: 0,
+            needs_batch_of_two: false,
+        })),
         Some(pb::model::Kind::Cnn(c)) => Ok(ModelSpec::Cnn(CnnSpec {
             input: [c.channels, c.height, c.width],
             blocks: c
@@ -475,6 +495,10 @@ pub fn spec_to_pb(s: &JobSpec) -> pb::JobSpec {
     };
     let model = match &s.model {
         ModelSpec::Mlp(m) => pb::model::Kind::Mlp(mlp(m)),
+        ModelSpec::TorchScript(t) => pb::model::Kind::Torchscript(pb::TorchScriptModel {
+            model_id: t.model_id.clone(),
+            input_shape: t.input_shape.map_or_else(Vec::new, |s| s.to_vec()),
+        }),
         ModelSpec::Cnn(c) => pb::model::Kind::Cnn(pb::Cnn {
             channels: c.input[0],
             height: c.input[1],
@@ -850,5 +874,25 @@ pub fn dataset_info(d: &DatasetInfo) -> pb::DatasetInfo {
         sha256: d.sha256.clone(),
         created: Some(timestamp(d.created)),
         label_column: d.label_column.clone(),
+    }
+}
+
+pub fn model_info(m: &ModelInfo) -> pb::ModelInfo {
+    pb::ModelInfo {
+        id: m.id.clone(),
+        name: m.name.clone(),
+        bytes: m.bytes,
+        sha256: m.sha256.clone(),
+        created: Some(timestamp(m.created)),
+        parameter_count: m.parameter_count,
+        parameters: m
+            .parameters
+            .iter()
+            .map(|p| pb::ModelParameter {
+                name: p.name.clone(),
+                shape: p.shape.clone(),
+                requires_grad: p.requires_grad,
+            })
+            .collect(),
     }
 }

@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::pb::datasets_server::{Datasets, DatasetsServer};
 use super::{convert, pb, status};
-use crate::jobs::{JobManager, UploadHeader};
+use crate::jobs::{JobManager, Upload, UploadHeader};
 
 pub fn service(jobs: JobManager) -> DatasetsServer<DatasetsService> {
     DatasetsServer::new(DatasetsService { jobs })
@@ -16,13 +16,38 @@ pub struct DatasetsService {
 }
 
 /// Runs blocking work (file I/O, SQLite) off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, crate::jobs::JobError> + Send + 'static,
 ) -> Result<T, Status> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Status::internal(format!("worker task failed: {e}")))?
         .map_err(status::from_job_error)
+}
+
+/// Feeds the chunks of an upload stream (after its header) to `upload`, each on a blocking
+/// thread. `part` reads a message: its bytes, `Err` for a second header, `None` for an
+/// empty message. A client that goes away mid-upload ends the stream with an error:
+/// `upload` is dropped, and with it the partial file.
+pub(super) async fn receive<U: Upload + Send + 'static, M>(
+    mut upload: U,
+    stream: &mut Streaming<M>,
+    part: impl Fn(M) -> Option<Result<Vec<u8>, ()>>,
+) -> Result<U, Status> {
+    while let Some(msg) = stream.message().await? {
+        match part(msg) {
+            Some(Ok(bytes)) => {
+                upload = blocking(move || upload.push(&bytes).map(|()| upload)).await?;
+            }
+            Some(Err(())) => {
+                return Err(Status::invalid_argument(
+                    "header: only the first message may carry a header; send the file's bytes as chunks",
+                ));
+            }
+            None => {}
+        }
+    }
+    Ok(upload)
 }
 
 #[tonic::async_trait]
@@ -58,22 +83,13 @@ impl Datasets for DatasetsService {
             sha256: (!header.sha256.is_empty()).then_some(header.sha256),
         };
         let jobs = self.jobs.clone();
-        let mut upload = blocking(move || jobs.begin_upload(header)).await?;
-        // A client that goes away mid-upload ends the stream with an error: `upload` is
-        // dropped, and with it the partial file.
-        while let Some(msg) = stream.message().await? {
-            match msg.part {
-                Some(Part::Chunk(bytes)) => {
-                    upload = blocking(move || upload.push(&bytes).map(|()| upload)).await?;
-                }
-                Some(Part::Header(_)) => {
-                    return Err(Status::invalid_argument(
-                        "header: only the first message may carry a header; send the file's bytes as chunks",
-                    ));
-                }
-                None => {}
-            }
-        }
+        let upload = blocking(move || jobs.begin_upload(header)).await?;
+        let upload = receive(upload, &mut stream, |m| match m.part {
+            Some(Part::Chunk(bytes)) => Some(Ok(bytes)),
+            Some(Part::Header(_)) => Some(Err(())),
+            None => None,
+        })
+        .await?;
         let info = blocking(move || upload.finish()).await?;
         Ok(Response::new(convert::dataset_info(&info)))
     }

@@ -3,6 +3,7 @@
 
 mod convert;
 mod datasets;
+mod models;
 mod status;
 mod trainer;
 
@@ -27,6 +28,8 @@ pub mod pb {
 pub const TRAINER_SERVICE: &str = "gradstream.v1.Trainer";
 /// Name of the Datasets service, as the health service reports it.
 pub const DATASETS_SERVICE: &str = "gradstream.v1.Datasets";
+/// Name of the Models service, as the health service reports it.
+pub const MODELS_SERVICE: &str = "gradstream.v1.Models";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -36,7 +39,7 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// Serves the Trainer, health and reflection services on `listener` until `shutdown`
+/// Serves the Trainer, Datasets, Models, health and reflection services on `listener` until `shutdown`
 /// completes. Health reports SERVING while up; the caller's shutdown future should flip it
 /// through the returned reporter before draining jobs.
 pub async fn serve(
@@ -48,7 +51,7 @@ pub async fn serve(
     >,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    for name in [TRAINER_SERVICE, DATASETS_SERVICE, ""] {
+    for name in [TRAINER_SERVICE, DATASETS_SERVICE, MODELS_SERVICE, ""] {
         health
             .set_service_status(name, tonic_health::ServingStatus::Serving)
             .await;
@@ -66,7 +69,8 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(trainer::service(jobs.clone()))
-        .add_service(datasets::service(jobs))
+        .add_service(datasets::service(jobs.clone()))
+        .add_service(models::service(jobs))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())
@@ -74,7 +78,7 @@ pub async fn serve(
 
 /// Marks every service NOT_SERVING (first step of a graceful shutdown).
 pub async fn set_not_serving(health: &tonic_health::server::HealthReporter) {
-    for name in [TRAINER_SERVICE, DATASETS_SERVICE, ""] {
+    for name in [TRAINER_SERVICE, DATASETS_SERVICE, MODELS_SERVICE, ""] {
         health
             .set_service_status(name, tonic_health::ServingStatus::NotServing)
             .await;

@@ -14,14 +14,14 @@ pub fn from_job_error(e: JobError) -> Status {
         JobError::ShuttingDown => Code::Unavailable,
         JobError::RequestIdReused(_) => Code::AlreadyExists,
         JobError::Internal(_) => Code::Internal,
-        JobError::DatasetNotFound(_) => Code::NotFound,
-        JobError::DatasetInUse { .. } | JobError::NotFinished(_) | JobError::NoModel(_) => {
+        JobError::DatasetNotFound(_) | JobError::ModelNotFound(_) => Code::NotFound,
+        JobError::InUse { .. } | JobError::NotFinished(_) | JobError::NoModel(_) => {
             Code::FailedPrecondition
         }
-        JobError::Upload(u) => match u {
-            UploadError::Malformed(_) | UploadError::ChecksumMismatch { .. } => {
-                Code::InvalidArgument
-            }
+        JobError::Upload { error, .. } => match error {
+            UploadError::Malformed(_)
+            | UploadError::BadModel(_)
+            | UploadError::ChecksumMismatch { .. } => Code::InvalidArgument,
             UploadError::TooLarge { .. } => Code::ResourceExhausted,
             UploadError::Io(_) => Code::Internal,
         },

@@ -3,6 +3,7 @@
 
 pub mod process;
 pub mod rng;
+pub mod torchscript;
 
 use std::path::Path;
 

@@ -1,0 +1,84 @@
+//! `gradstream.v1.Models`: TorchScript modules uploaded for jobs to train. Uploads stream
+//! to a temporary file; the module is checked once complete, and nothing is kept unless it
+//! loads as a trainable TorchScript module.
+
+use tonic::{Request, Response, Status, Streaming};
+
+use super::datasets::{blocking, receive};
+use super::pb::models_server::{Models, ModelsServer};
+use super::{convert, pb};
+use crate::jobs::{JobManager, ModelHeader};
+
+pub fn service(jobs: JobManager) -> ModelsServer<ModelsService> {
+    ModelsServer::new(ModelsService { jobs })
+}
+
+pub struct ModelsService {
+    jobs: JobManager,
+}
+
+#[tonic::async_trait]
+impl Models for ModelsService {
+    async fn upload_model(
+        &self,
+        req: Request<Streaming<pb::UploadModelRequest>>,
+    ) -> Result<Response<pb::ModelInfo>, Status> {
+        use pb::upload_model_request::Part;
+        let mut stream = req.into_inner();
+        let header = match stream.message().await? {
+            Some(pb::UploadModelRequest {
+                part: Some(Part::Header(h)),
+            }) => h,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "header: the first message of an upload must carry the header (name, optional sha256)",
+                ));
+            }
+        };
+        let header = ModelHeader {
+            name: header.name,
+            sha256: (!header.sha256.is_empty()).then_some(header.sha256),
+        };
+        let jobs = self.jobs.clone();
+        let upload = blocking(move || jobs.begin_model_upload(header)).await?;
+        let upload = receive(upload, &mut stream, |m| match m.part {
+            Some(Part::Chunk(bytes)) => Some(Ok(bytes)),
+            Some(Part::Header(_)) => Some(Err(())),
+            None => None,
+        })
+        .await?;
+        let info = blocking(move || upload.finish()).await?;
+        Ok(Response::new(convert::model_info(&info)))
+    }
+
+    async fn list_models(
+        &self,
+        _req: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let jobs = self.jobs.clone();
+        let all = blocking(move || jobs.models()).await?;
+        Ok(Response::new(pb::ListModelsResponse {
+            models: all.iter().map(convert::model_info).collect(),
+        }))
+    }
+
+    async fn get_model(
+        &self,
+        req: Request<pb::GetModelRequest>,
+    ) -> Result<Response<pb::ModelInfo>, Status> {
+        let jobs = self.jobs.clone();
+        let id = req.into_inner().model_id;
+        let info = blocking(move || jobs.model(&id)).await?;
+        Ok(Response::new(convert::model_info(&info)))
+    }
+
+    async fn delete_model(
+        &self,
+        req: Request<pb::DeleteModelRequest>,
+    ) -> Result<Response<pb::DeleteModelResponse>, Status> {
+        let jobs = self.jobs.clone();
+        let id = req.into_inner().model_id;
+        blocking(move || jobs.delete_model(&id)).await?;
+        Ok(Response::new(pb::DeleteModelResponse {}))
+    }
+}
