@@ -256,6 +256,7 @@ pub async fn export(
         .into_inner();
     // The first file goes to `output`; the others next to it, under their own names.
     let dir = output.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut current: Option<(pb::ExportedFile, PathBuf, std::fs::File, Sha256, u64)> = None;
     let mut written = Vec::new();
     let finish = |cur: Option<(pb::ExportedFile, PathBuf, std::fs::File, Sha256, u64)>,

@@ -289,11 +289,32 @@ fn first_line(s: &str) -> &str {
 }
 
 /// The line of a libtorch error that says what went wrong: TorchScript errors carry a
-/// traceback and end with the Python-style exception line.
+/// traceback and end with the Python-style exception line (`RuntimeError: …`), whose
+/// message is returned; other errors say it on their first line.
 pub fn torch_reason(s: &str) -> String {
     let exception = s.lines().map(str::trim).rfind(|l| {
         l.split_once(':')
             .is_some_and(|(head, _)| head.ends_with("Error") && !head.contains(' '))
     });
-    exception.unwrap_or_else(|| first_line(s)).to_string()
+    match exception {
+        Some(line) => line.split_once(':').map_or(line, |(_, m)| m.trim()),
+        None => first_line(s),
+    }
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::torch_reason;
+
+    #[test]
+    fn the_reason_is_the_exception_message_or_the_first_line() {
+        let traceback = "Internal torch error: The following operation failed in the TorchScript interpreter.\nTraceback of TorchScript (most recent call last):\n  File \"x.py\", line 3\n    return self.fc(x)\nRuntimeError: mat1 and mat2 shapes cannot be multiplied (2x7 and 4x16)\n";
+        assert_eq!(
+            torch_reason(traceback),
+            "mat1 and mat2 shapes cannot be multiplied (2x7 and 4x16)"
+        );
+        let plain = "Internal torch error: Expected 4-dimensional input\nException raised from check at aten/src/x.cpp:1";
+        assert_eq!(torch_reason(plain), "Expected 4-dimensional input");
+    }
 }
