@@ -43,6 +43,7 @@ bench: build
 	cargo bench --locked --bench imbalance
 	cargo bench --locked --bench diagnostics
 	cargo bench --locked --bench digits
+	cargo bench --locked --bench torchscript
 
 lint: $(STAMP)
 	cargo fmt --check

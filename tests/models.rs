@@ -897,6 +897,59 @@ async fn a_torchscript_module_made_in_pytorch_trains_predicts_and_exports() {
 
     exports_match_predict_with(&mut c, &job, 1, &["module.pt"]).await;
 
+    // Evaluate: the predicted class of each row as its label gives accuracy 1.
+    let rows = random_rows(3, 50, 8);
+    let p = predict(&mut c, &job.id, &rows, pb::ModelVersion::Best)
+        .await
+        .unwrap();
+    let labeled = rows
+        .iter()
+        .zip(&p.predictions)
+        .map(|(r, q)| pb::LabeledRow {
+            values: r.clone(),
+            label: q.label.clone(),
+        })
+        .collect();
+    let e = c
+        .evaluate(pb::EvaluateRequest {
+            job_id: job.id.clone(),
+            data: Some(pb::evaluate_request::Data::Rows(pb::LabeledRows {
+                rows: labeled,
+            })),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(e.rows, 50);
+    assert_eq!(e.metrics.unwrap().accuracy, 1.0);
+
+    // The range test trains the uploaded module from scratch too.
+    let mut s = spec(600, 3, 1);
+    s.model = torchscript(&uploaded.id, vec![]);
+    let mut stream = c
+        .find_learning_rate(pb::FindLearningRateRequest {
+            spec: Some(s),
+            min_lr: Some(1e-5),
+            max_lr: Some(10.0),
+            iterations: Some(40),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut points = 0;
+    let mut suggested = None;
+    while let Some(e) = stream.message().await.unwrap() {
+        match e.kind.unwrap() {
+            pb::lr_finder_event::Kind::Point(_) => points += 1,
+            pb::lr_finder_event::Kind::Result(r) => suggested = Some(r.suggested_learning_rate),
+        }
+    }
+    assert!(
+        points > 0 && suggested.unwrap() > 0.0,
+        "{points} {suggested:?}"
+    );
+
     // The upload is protected only while a job needs it; the trained job keeps its model.
     m.delete_model(pb::DeleteModelRequest {
         model_id: uploaded.id.clone(),
