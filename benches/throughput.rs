@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Instant;
 
 use common::*;
@@ -72,41 +71,6 @@ async fn service(client: &mut TrainerClient<tonic::transport::Channel>) -> (f64,
     (training_seconds(&events), wall)
 }
 
-fn pytorch(threads: i32) -> f64 {
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/pytorch_mlp.py");
-    let out = Command::new(python)
-        .arg(script)
-        .args([
-            "--samples",
-            &SAMPLES.to_string(),
-            "--features",
-            &FEATURES.to_string(),
-        ])
-        .args([
-            "--hidden",
-            &HIDDEN.to_string(),
-            "--classes",
-            &CLASSES.to_string(),
-        ])
-        .args([
-            "--batch-size",
-            &BATCH.to_string(),
-            "--epochs",
-            &EPOCHS.to_string(),
-        ])
-        .args(["--threads", &threads.to_string()])
-        .output()
-        .expect("run .venv/bin/python (make setup creates it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["seconds"].as_f64().unwrap()
-}
-
 fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -126,7 +90,7 @@ fn main() {
         svc.push(t);
         svc_wall.push(w);
         bare.push(bare_tch());
-        py.push(pytorch(tch::get_num_threads()));
+        py.push(pytorch_seconds(tch::get_num_threads()));
         println!(
             "  round {round}: service {t:.3}s (submit→end {w:.3}s), bare tch {:.3}s, pytorch {:.3}s",
             bare[round - 1],

@@ -7,65 +7,12 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Instant;
 
 use common::*;
 use gradstream::transport::pb::{self, models_client::ModelsClient, trainer_client::TrainerClient};
 
 const ROUNDS: usize = 3;
-
-fn python() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")
-}
-
-fn script(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("bench")
-        .join(name)
-}
-
-fn run_python(args: &[&str]) -> Vec<u8> {
-    let out = Command::new(python())
-        .args(args)
-        .output()
-        .expect("run .venv/bin/python (make setup creates it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn pytorch(threads: i32) -> f64 {
-    let (samples, features, hidden) = (
-        SAMPLES.to_string(),
-        FEATURES.to_string(),
-        HIDDEN.to_string(),
-    );
-    let (classes, batch, epochs) = (CLASSES.to_string(), BATCH.to_string(), EPOCHS.to_string());
-    let path = script("pytorch_mlp.py");
-    let out = run_python(&[
-        path.to_str().unwrap(),
-        "--samples",
-        &samples,
-        "--features",
-        &features,
-        "--hidden",
-        &hidden,
-        "--classes",
-        &classes,
-        "--batch-size",
-        &batch,
-        "--epochs",
-        &epochs,
-        "--threads",
-        &threads.to_string(),
-    ]);
-    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    v["seconds"].as_f64().unwrap()
-}
 
 async fn upload(url: String, file: &std::path::Path) -> String {
     let mut m = ModelsClient::connect(url).await.unwrap();
@@ -118,7 +65,7 @@ fn main() {
         HIDDEN.to_string(),
         CLASSES.to_string(),
     );
-    let make = script("make_torchscript_mlp.py");
+    let make = bench_script("make_torchscript_mlp.py");
     run_python(&[
         make.to_str().unwrap(),
         module.to_str().unwrap(),
@@ -146,7 +93,7 @@ fn main() {
         let start = Instant::now();
         let (b, b_loss) = rt.block_on(service(&mut client, bench_spec(0)));
         let (s, s_loss) = rt.block_on(service(&mut client, scripted.clone()));
-        let p = pytorch(tch::get_num_threads());
+        let p = pytorch_seconds(tch::get_num_threads());
         println!(
             "  round {round}: built-in {b:.3}s (final train loss {b_loss:.4}), TorchScript {s:.3}s (final train loss {s_loss:.4}), pytorch {p:.3}s  [{:.1}s]",
             start.elapsed().as_secs_f64()

@@ -104,3 +104,49 @@ pub async fn train_events(
     }
     events
 }
+
+/// A script of `bench/`.
+pub fn bench_script(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("bench")
+        .join(name)
+}
+
+/// Runs `.venv/bin/python` with `args`; its standard output. Panics with its errors.
+pub fn run_python(args: &[&str]) -> Vec<u8> {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let out = std::process::Command::new(python)
+        .args(args)
+        .output()
+        .expect("run .venv/bin/python (make setup creates it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The benchmark MLP trained in eager PyTorch (bench/pytorch_mlp.py) with `threads`
+/// intra-op threads; its training seconds.
+pub fn pytorch_seconds(threads: i32) -> f64 {
+    let path = bench_script("pytorch_mlp.py");
+    let numbers = [
+        ("--samples", SAMPLES),
+        ("--features", FEATURES),
+        ("--hidden", HIDDEN),
+        ("--classes", CLASSES),
+        ("--batch-size", BATCH),
+        ("--epochs", EPOCHS),
+    ]
+    .map(|(flag, v)| (flag, v.to_string()));
+    let threads = threads.to_string();
+    let mut args = vec![path.to_str().unwrap()];
+    for (flag, v) in &numbers {
+        args.push(flag);
+        args.push(v);
+    }
+    args.extend(["--threads", &threads]);
+    let v: serde_json::Value = serde_json::from_slice(&run_python(&args)).unwrap();
+    v["seconds"].as_f64().unwrap()
+}
