@@ -403,3 +403,44 @@ async fn a_torchscript_model_killed_mid_epoch_resumes_with_its_batch_norm_statis
     let (server, _) = killed_mid_epoch_and_resumed(&dirs, server, s, &reference).await;
     server.stop("TERM");
 }
+
+/// Early stopping counts its patience across a restart: the killed job stops after the
+/// same epoch, with the same message, as an uninterrupted one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_stopping_counts_its_patience_across_a_restart() {
+    let dirs = Dirs::new();
+    let server = dirs.start();
+    let mut c = connect(&server).await;
+    let mut s = long_spec();
+    // No epoch after the first improves by 1e9: training stops 5 epochs later, after epoch 6.
+    s.early_stopping = Some(pb::EarlyStopping {
+        patience: 5,
+        min_delta: 1e9,
+    });
+    let reference = train(&mut c, s.clone()).await;
+    let message = last_message(&reference);
+    assert!(
+        message.starts_with("stopped early after epoch 6"),
+        "{message}"
+    );
+    let job = c.submit_job(request(s)).await.unwrap().into_inner();
+    read_until(
+        &mut c,
+        &job.id,
+        |e| matches!(&e.kind, Some(Kind::Iteration(p)) if p.epoch >= 4 && p.iteration >= 30),
+    )
+    .await;
+    let (status, _) = server.stop("KILL");
+    assert!(!status.success());
+
+    let server = dirs.start();
+    let mut c = connect(&server).await;
+    let history = watch(&mut c, &job.id, 1).await;
+    assert_gap_free(&history);
+    assert_eq!(statuses(&history).last(), Some(&pb::JobStatus::Succeeded));
+    assert_eq!(last_message(&history), message);
+    let ends: Vec<u32> = history.iter().filter_map(epoch_of).collect();
+    assert_eq!(ends, (1..=6).collect::<Vec<_>>());
+    assert_eq!(metrics_by_epoch(&history), metrics_by_epoch(&reference));
+    server.stop("TERM");
+}

@@ -374,29 +374,37 @@ pub fn train_model(
     // and carry those members' variables.
     let offset = member.map_or(0, |m| m * spec.epochs);
     let finished = run.member.as_ref().map_or(&[][..], |m| m.finished);
-    let snapshot =
-        |model: &Network, opt: &Optimizer, scheduler: &Scheduler, epoch: u32, step: u64| {
-            let mut c = snapshot(&vs, model, opt, offset + epoch, step)?;
-            let s = scheduler.state();
-            c.tensors.push((
-                "sched.state".into(),
-                Tensor::from_slice(&[
-                    f64::from(s.epoch),
-                    s.step as f64,
-                    s.lr,
-                    s.best,
-                    f64::from(s.num_bad_epochs),
-                    f64::from(s.cooldown_counter),
-                ]),
-            ));
-            for (j, tensors) in finished.iter().enumerate() {
-                for (name, t) in tensors {
-                    c.tensors
-                        .push((format!("member{j}.{name}"), t.shallow_clone()));
-                }
+    let snapshot = |model: &Network,
+                    opt: &Optimizer,
+                    scheduler: &Scheduler,
+                    stopper: Option<&EarlyStopper>,
+                    epoch: u32,
+                    step: u64| {
+        let mut c = snapshot(&vs, model, opt, offset + epoch, step)?;
+        if let Some(s) = stopper {
+            c.tensors
+                .push(("stop.state".into(), Tensor::from_slice(&s.state())));
+        }
+        let s = scheduler.state();
+        c.tensors.push((
+            "sched.state".into(),
+            Tensor::from_slice(&[
+                f64::from(s.epoch),
+                s.step as f64,
+                s.lr,
+                s.best,
+                f64::from(s.num_bad_epochs),
+                f64::from(s.cooldown_counter),
+            ]),
+        ));
+        for (j, tensors) in finished.iter().enumerate() {
+            for (name, t) in tensors {
+                c.tensors
+                    .push((format!("member{j}.{name}"), t.shallow_clone()));
             }
-            Ok::<_, EngineError>(c)
-        };
+        }
+        Ok::<_, EngineError>(c)
+    };
     let loss_fn = LossFn::new(run.class_weights, spec.loss);
     // The diagnostic sample: the first validation rows, fixed for the whole run.
     let fixed_sample = validation
@@ -412,6 +420,9 @@ pub fn train_model(
     };
     let mut watch = DivergenceWatch::new(chance);
     let mut stopping = spec.early_stopping.map(EarlyStopper::new);
+    if let (Some(s), Some(state)) = (stopping.as_mut(), resume.as_ref().and_then(stopper_state)) {
+        s.restore(&state);
+    }
     let mut scheduler = Scheduler::new(
         spec.lr_schedule,
         spec.learning_rate,
@@ -456,7 +467,14 @@ pub fn train_model(
                     // Leave a checkpoint of exactly here (at an epoch's first batch, the
                     // previous epoch's checkpoint is that).
                     if i > 0 {
-                        let mut c = snapshot(&model, &opt, &scheduler, epoch, global_step)?;
+                        let mut c = snapshot(
+                            &model,
+                            &opt,
+                            &scheduler,
+                            stopping.as_ref(),
+                            epoch,
+                            global_step,
+                        )?;
                         c.iteration = i as u32;
                         c.tensors
                             .push(("partial.logits".into(), Tensor::f_cat(&outputs, 0)?.copy()));
@@ -572,12 +590,23 @@ pub fn train_model(
                 .as_ref()
                 .and_then(|e| spec.best_model_metric.value(e.selection_metrics()));
             scheduler.after_epoch(metric);
-            // The checkpoint (with the scheduler's state after this epoch) goes before the
-            // epoch's metrics.
-            observer.checkpoint(snapshot(&model, &opt, &scheduler, epoch, global_step)?);
+            let stop = match (&end, stopping.as_mut()) {
+                (Some(end), Some(s)) => s.update(spec, end),
+                _ => None,
+            };
+            // The checkpoint (with the scheduler's and the early stopper's state after this
+            // epoch) goes before the epoch's metrics.
+            observer.checkpoint(snapshot(
+                &model,
+                &opt,
+                &scheduler,
+                stopping.as_ref(),
+                epoch,
+                global_step,
+            )?);
             if let Some(end) = end {
-                observer.epoch_end(end.clone());
-                if let Some(why) = stopping.as_mut().and_then(|s| s.update(spec, &end)) {
+                observer.epoch_end(end);
+                if let Some(why) = stop {
                     return Err(EngineError::StoppedEarly(why));
                 }
             }
@@ -626,6 +655,12 @@ fn scheduler_state(c: &Checkpoint) -> Option<SchedulerState> {
     })
 }
 
+/// The early stopper's state saved in a checkpoint, if it has one.
+fn stopper_state(c: &Checkpoint) -> Option<Vec<f64>> {
+    let (_, t) = c.tensors.iter().find(|(n, _)| n == "stop.state")?;
+    Vec::<f64>::try_from(t).ok()
+}
+
 /// Counts epochs without improvement of the spec's `best_model_metric`.
 struct EarlyStopper {
     rule: crate::domain::EarlyStopping,
@@ -634,6 +669,19 @@ struct EarlyStopper {
 }
 
 impl EarlyStopper {
+    /// `[best epoch (0: none yet), best score, epochs since the best]`, for checkpoints.
+    fn state(&self) -> [f64; 3] {
+        let (epoch, score) = self.best.unwrap_or((0, 0.0));
+        [f64::from(epoch), score, f64::from(self.since_best)]
+    }
+
+    fn restore(&mut self, state: &[f64]) {
+        if let [epoch, score, since] = *state {
+            self.best = (epoch >= 1.0).then_some((epoch as u32, score));
+            self.since_best = since as u32;
+        }
+    }
+
     fn new(rule: crate::domain::EarlyStopping) -> Self {
         Self {
             rule,
