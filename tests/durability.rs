@@ -165,6 +165,24 @@ async fn killed_mid_epoch_and_resumed(
     spec: pb::JobSpec,
     reference: &[pb::JobEvent],
 ) -> (ServerProcess, TrainerClient<Channel>) {
+    let (job_id, seen, server, mut c) = kill_mid_epoch_and_restart(dirs, server, spec).await;
+    check_resumed_history(&mut c, &job_id, &seen, reference).await;
+    (server, c)
+}
+
+/// Submits `spec`, kills the server with SIGKILL once epoch 4 reported progress, and
+/// restarts it on the same state directory. Returns the job's id, the events seen before
+/// the kill, the restarted server and a client of it.
+async fn kill_mid_epoch_and_restart(
+    dirs: &Dirs,
+    server: ServerProcess,
+    spec: pb::JobSpec,
+) -> (
+    String,
+    Vec<pb::JobEvent>,
+    ServerProcess,
+    TrainerClient<Channel>,
+) {
     let mut c = connect(&server).await;
     let job = c.submit_job(request(spec)).await.unwrap().into_inner();
     let seen = read_until(
@@ -175,11 +193,9 @@ async fn killed_mid_epoch_and_resumed(
     .await;
     let (status, _) = server.stop("KILL");
     assert!(!status.success());
-
     let server = dirs.start();
-    let mut c = connect(&server).await;
-    check_resumed_history(&mut c, &job.id, &seen, reference).await;
-    (server, c)
+    let c = connect(&server).await;
+    (job.id, seen, server, c)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,19 +439,8 @@ async fn early_stopping_counts_its_patience_across_a_restart() {
         message.starts_with("stopped early after epoch 6"),
         "{message}"
     );
-    let job = c.submit_job(request(s)).await.unwrap().into_inner();
-    read_until(
-        &mut c,
-        &job.id,
-        |e| matches!(&e.kind, Some(Kind::Iteration(p)) if p.epoch >= 4 && p.iteration >= 30),
-    )
-    .await;
-    let (status, _) = server.stop("KILL");
-    assert!(!status.success());
-
-    let server = dirs.start();
-    let mut c = connect(&server).await;
-    let history = watch(&mut c, &job.id, 1).await;
+    let (job_id, _, server, mut c) = kill_mid_epoch_and_restart(&dirs, server, s).await;
+    let history = watch(&mut c, &job_id, 1).await;
     assert_gap_free(&history);
     assert_eq!(statuses(&history).last(), Some(&pb::JobStatus::Succeeded));
     assert_eq!(last_message(&history), message);
