@@ -171,6 +171,15 @@ async fn exports_match_predict_with(
     assert_eq!(card["architecture"]["members"], json!(members));
     assert_eq!(card["metrics"]["best_epoch"], json!(job.best_epoch));
     assert_eq!(card["metrics"]["ensemble"], json!(members > 1));
+    if !modules.is_empty() {
+        // The spec as trained, without the server's path to the uploaded file.
+        let model = &card["training"]["model"]["TorchScript"];
+        assert_eq!(model["file"], json!(""), "{model}");
+        assert_eq!(
+            model["parameters"].as_u64().unwrap() * members as u64,
+            job.parameter_count
+        );
+    }
 
     let rows_path = dir.path().join("rows.json");
     std::fs::write(&rows_path, serde_json::to_vec(&rows).unwrap()).unwrap();

@@ -422,6 +422,11 @@ fn model_card(
     modules: &[String],
 ) -> serde_json::Value {
     let metrics = job.epoch_end(epoch);
+    // The spec as trained, less the server's own path to an uploaded module.
+    let mut training = snap.spec.clone();
+    if let crate::domain::ModelSpec::TorchScript(t) = &mut training.model {
+        t.file = Default::default();
+    }
     let architecture = if modules.is_empty() {
         serde_json::json!({
             "framework": if members > 1 { "torch.nn.ModuleList of torch.nn.Sequential" } else { "torch.nn.Sequential" },
@@ -464,7 +469,7 @@ fn model_card(
         },
         "features": snap.features.names,
         "labels": snap.labels,
-        "training": snap.spec.as_requested(),
+        "training": training,
         "metrics": metrics,
     })
 }
