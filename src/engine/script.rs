@@ -254,7 +254,13 @@ pub fn check_fit(
             )
         })
     };
-    module.set_eval();
+    let mode = |e: tch::TchError| {
+        format!(
+            "cannot switch the module's mode: {}",
+            torch_reason(&e.to_string())
+        )
+    };
+    module.f_set_eval().map_err(mode)?;
     let out = run(&module, 2)?;
     let expected = [2, classes as i64];
     if out.size() != expected {
@@ -273,7 +279,7 @@ pub fn check_fit(
             out.kind()
         ));
     }
-    module.set_train();
+    module.f_set_train().map_err(mode)?;
     let _ = run(&module, 2)?;
     let needs_batch_of_two = run(&module, 1).is_err();
     Ok(Fit {
