@@ -493,7 +493,12 @@ async fn health_and_reflection_answer() {
         .await
         .unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-    for service in ["", "gradstream.v1.Trainer"] {
+    for service in [
+        "",
+        "gradstream.v1.Trainer",
+        "gradstream.v1.Datasets",
+        "gradstream.v1.Models",
+    ] {
         let r = health
             .check(tonic_health::pb::HealthCheckRequest {
                 service: service.into(),
@@ -525,14 +530,14 @@ async fn health_and_reflection_answer() {
         panic!("expected a service list, got {msg:?}");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(
-        names.contains(&"gradstream.v1.Trainer".to_string()),
-        "{names:?}"
-    );
-    assert!(
-        names.contains(&"grpc.health.v1.Health".to_string()),
-        "{names:?}"
-    );
+    for service in [
+        "gradstream.v1.Trainer",
+        "gradstream.v1.Datasets",
+        "gradstream.v1.Models",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.contains(&service.to_string()), "{names:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
