@@ -83,7 +83,7 @@ pub(super) fn train(
     let start = Instant::now();
     let models = finished
         .iter()
-        .map(|vars| member_model(run, vars))
+        .map(|vars| member_model(run.spec, run.width, run.labels.len(), run.device, vars))
         .collect::<Result<Vec<_>, _>>()?;
     let mut models: Vec<Network> = models.into_iter().map(|(_, m)| m).collect();
     let loss = LossFn::new(run.class_weights, spec.loss);
@@ -148,13 +148,17 @@ pub(super) fn mean_softmax<'a>(
     })
 }
 
-/// A member's model rebuilt from its variables (`model.<name>`).
-fn member_model(
-    run: &Run<'_>,
+/// A model of `spec` rebuilt on `device` from its variables (`model.<name>`): an ensemble's
+/// member, or a checkpoint's model.
+pub(super) fn member_model(
+    spec: &crate::domain::JobSpec,
+    width: usize,
+    classes: usize,
+    device: Device,
     vars: &[(String, Tensor)],
 ) -> Result<(nn::VarStore, Network), EngineError> {
-    let vs = nn::VarStore::new(run.device);
-    let model = build_model(&vs, run.spec, run.width, run.labels.len(), Some(vars))?;
+    let vs = nn::VarStore::new(device);
+    let model = build_model(&vs, spec, width, classes, Some(vars))?;
     load_model_vars(&vs, vars)?;
     Ok((vs, model))
 }
@@ -177,7 +181,7 @@ pub fn member_vars(c: &Checkpoint, count: u32) -> Vec<Vec<(String, Tensor)>> {
 }
 
 /// The checkpoint's own model variables.
-fn own_vars(c: &Checkpoint) -> Vec<(String, Tensor)> {
+pub(super) fn own_vars(c: &Checkpoint) -> Vec<(String, Tensor)> {
     c.tensors
         .iter()
         .filter(|(name, _)| name.starts_with("model."))

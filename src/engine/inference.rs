@@ -3,9 +3,9 @@
 
 use tch::{CModule, Device, Kind, Tensor, nn};
 
-use super::ensemble::{mean_softmax, member_vars, members_in};
+use super::ensemble::{mean_softmax, member_model, member_vars, members_in, own_vars};
 use super::model::TorchLayer;
-use super::{Checkpoint, EngineError, Network, build_model, in_chunks, load_model_vars};
+use super::{Checkpoint, EngineError, Network, in_chunks};
 use crate::domain::{FeatureInfo, JobSpec};
 
 pub struct TrainedModel {
@@ -33,18 +33,11 @@ impl TrainedModel {
         device: Device,
     ) -> Result<Self, EngineError> {
         let mut sets = member_vars(c, members_in(c));
-        sets.push(
-            c.tensors
-                .iter()
-                .map(|(n, t)| (n.clone(), t.shallow_clone()))
-                .collect(),
-        );
+        sets.push(own_vars(c));
         let members = sets
             .iter()
             .map(|vars| {
-                let mut vs = nn::VarStore::new(device);
-                let model = build_model(&vs, spec, features.width(), classes, Some(vars))?;
-                load_model_vars(&vs, vars)?;
+                let (mut vs, model) = member_model(spec, features.width(), classes, device, vars)?;
                 vs.freeze();
                 Ok((vs, model))
             })

@@ -97,16 +97,15 @@ pub struct ResamplingLoader {
     split: TrainSplit,
     method: Resampling,
     per_epoch: bool,
-    batch_size: usize,
-    shuffle_seed: u64,
     resample_seed: u64,
-    device: Device,
-    /// The current draw.
+    /// The current draw (its batch size, shuffle seed and device are the loader's).
     inner: InMemoryLoader,
-    samples: usize,
+    /// The epoch `inner` was drawn for (0: the one draw for all epochs).
+    drawn: u32,
 }
 
 impl ResamplingLoader {
+    /// Draws for epoch 1 when `per_epoch` (the first epoch trains on it), else once.
     pub fn new(
         split: TrainSplit,
         method: Resampling,
@@ -116,8 +115,8 @@ impl ResamplingLoader {
         resample_seed: u64,
         device: Device,
     ) -> Result<Self, EngineError> {
-        let first = Self::draw(&split, &method, resample_seed, 0)?;
-        let samples = first.targets.len();
+        let drawn = u32::from(per_epoch);
+        let first = Self::draw(&split, &method, resample_seed, drawn)?;
         let inner = InMemoryLoader::new(
             &first.features,
             split.width,
@@ -130,12 +129,9 @@ impl ResamplingLoader {
             split,
             method,
             per_epoch,
-            batch_size,
-            shuffle_seed,
             resample_seed,
-            device,
             inner,
-            samples,
+            drawn,
         })
     }
 
@@ -160,26 +156,33 @@ impl ResamplingLoader {
 
 impl BatchLoader for ResamplingLoader {
     fn samples(&self) -> usize {
-        self.samples
+        // The sizes per class are fixed by the method, so every draw has as many rows.
+        self.inner.samples()
     }
 
     fn batch_size(&self) -> usize {
-        self.batch_size
+        self.inner.batch_size
     }
 
     fn epoch(&mut self, epoch: u32) -> Box<dyn Iterator<Item = Batch> + '_> {
-        if self.per_epoch {
-            // The sizes per class are fixed by the method, so every draw has `samples` rows.
+        if self.per_epoch && epoch != self.drawn {
             match Self::draw(&self.split, &self.method, self.resample_seed, epoch) {
                 Ok(r) => {
+                    let InMemoryLoader {
+                        batch_size,
+                        seed,
+                        device,
+                        ..
+                    } = self.inner;
                     self.inner = InMemoryLoader::new(
                         &r.features,
                         self.split.width,
                         &r.targets,
-                        self.batch_size,
-                        self.shuffle_seed,
-                        self.device,
+                        batch_size,
+                        seed,
+                        device,
                     );
+                    self.drawn = epoch;
                 }
                 // Validated at submit; a failure here keeps the previous draw.
                 Err(e) => {

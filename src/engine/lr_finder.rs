@@ -4,11 +4,11 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tch::{Device, Kind, Tensor, nn};
+use tch::{Device, nn};
 
 use super::{
-    BatchLoader, EngineError, InMemoryLoader, Optimizer, Prepared, SHUFFLE_SEED, build_model,
-    prepare, training_loss,
+    BatchLoader, EngineError, Optimizer, Prepared, build_model, class_weight_tensor, plain_loader,
+    prepare, step_loss,
 };
 use crate::data::Dataset;
 use crate::domain::JobSpec;
@@ -58,22 +58,11 @@ pub fn find_learning_rate(
         class_weights,
         ..
     } = prepare(spec, data);
-    let mut loader = InMemoryLoader::new(
-        &train.features,
-        train.width,
-        &train.targets,
-        spec.batch_size as usize,
-        spec.seed.wrapping_add(SHUFFLE_SEED),
-        device,
-    );
+    let mut loader = plain_loader(spec, &train, device);
     let vs = nn::VarStore::new(device);
     let mut model = build_model(&vs, spec, data.width, data.labels.len(), None)?;
     let mut opt = Optimizer::new(&spec.optimizer, &vs, test.min_lr)?;
-    let weights = (!class_weights.is_empty()).then(|| {
-        Tensor::from_slice(&class_weights)
-            .to_kind(Kind::Float)
-            .to_device(device)
-    });
+    let weights = class_weight_tensor(&class_weights, device);
     let n = test.iterations.max(2);
     let growth = (test.max_lr / test.min_lr).powf(1.0 / f64::from(n - 1));
     let mut points: Vec<LrPoint> = Vec::with_capacity(n as usize);
@@ -93,11 +82,7 @@ pub fn find_learning_rate(
             }
             let lr = test.min_lr * growth.powi(i as i32);
             opt.set_learning_rate(lr);
-            let logits = model.forward_t(&batch.features, true)?;
-            let loss = training_loss(&logits, &batch.targets, weights.as_ref(), spec.loss)?;
-            opt.zero_grad();
-            loss.f_backward()?;
-            let value = loss.f_double_value(&[])?;
+            let (_, value) = step_loss(&mut model, &mut opt, &batch, weights.as_ref(), spec)?;
             if !value.is_finite() {
                 diverged = true;
                 break 'outer;

@@ -203,23 +203,14 @@ pub fn train(
             resume,
         );
     }
-    let seed = spec.seed.wrapping_add(SHUFFLE_SEED);
-    let bs = spec.batch_size as usize;
     let mut loader: Box<dyn BatchLoader> = match &spec.resampling {
-        None => Box::new(InMemoryLoader::new(
-            &train.features,
-            train.width,
-            &train.targets,
-            bs,
-            seed,
-            device,
-        )),
+        None => Box::new(plain_loader(spec, &train, device)),
         Some(r) => Box::new(ResamplingLoader::new(
             train,
             imbalance::Resampling::from(r),
             r.per_epoch,
-            bs,
-            seed,
+            spec.batch_size as usize,
+            spec.seed.wrapping_add(SHUFFLE_SEED),
             spec.seed.wrapping_add(RESAMPLE_SEED),
             device,
         )?),
@@ -359,11 +350,7 @@ pub fn train_model(
     let state = resume.as_ref().map(|c| c.tensors.as_slice());
     let mut model = build_model(&vs, spec, run.width, labels.len(), state)?;
     let mut opt = Optimizer::new(&spec.optimizer, &vs, spec.learning_rate)?;
-    let weights = (!run.class_weights.is_empty()).then(|| {
-        Tensor::from_slice(run.class_weights)
-            .to_kind(Kind::Float)
-            .to_device(device)
-    });
+    let weights = class_weight_tensor(run.class_weights, device);
     let ipe = loader.batches_per_epoch();
     let report_every = match spec.report_every {
         0 => ipe.div_ceil(REPORTS_PER_EPOCH).max(1),
@@ -383,19 +370,11 @@ pub fn train_model(
         let mut c = snapshot(&vs, model, opt, offset + epoch, step)?;
         if let Some(s) = stopper {
             c.tensors
-                .push(("stop.state".into(), Tensor::from_slice(&s.state())));
+                .push((STOPPER_KEY.into(), Tensor::from_slice(&s.state())));
         }
-        let s = scheduler.state();
         c.tensors.push((
-            "sched.state".into(),
-            Tensor::from_slice(&[
-                f64::from(s.epoch),
-                s.step as f64,
-                s.lr,
-                s.best,
-                f64::from(s.num_bad_epochs),
-                f64::from(s.cooldown_counter),
-            ]),
+            SCHEDULER_KEY.into(),
+            Tensor::from_slice(&scheduler.state().to_values()),
         ));
         for (j, tensors) in finished.iter().enumerate() {
             for (name, t) in tensors {
@@ -420,7 +399,8 @@ pub fn train_model(
     };
     let mut watch = DivergenceWatch::new(chance);
     let mut stopping = spec.early_stopping.map(EarlyStopper::new);
-    if let (Some(s), Some(state)) = (stopping.as_mut(), resume.as_ref().and_then(stopper_state)) {
+    let saved = |key| resume.as_ref().and_then(|c| values(c, key));
+    if let (Some(s), Some(state)) = (stopping.as_mut(), saved(STOPPER_KEY)) {
         s.restore(&state);
     }
     let mut scheduler = Scheduler::new(
@@ -429,7 +409,7 @@ pub fn train_model(
         spec.epochs,
         ipe as u32,
     );
-    if let Some(state) = resume.as_ref().and_then(scheduler_state) {
+    if let Some(state) = saved(SCHEDULER_KEY).and_then(|v| SchedulerState::from_values(&v)) {
         scheduler.restore(&state);
     }
     // These need each epoch's metrics before the next epoch starts.
@@ -488,11 +468,8 @@ pub fn train_model(
                 }
                 let iteration = i as u32 + 1;
                 global_step += 1;
-                let logits = model.forward_t(&batch.features, true)?;
-                let loss = training_loss(&logits, &batch.targets, weights.as_ref(), spec.loss)?;
-                opt.zero_grad();
-                loss.f_backward()?;
-                let value = loss.f_double_value(&[])?;
+                let (logits, value) =
+                    step_loss(&mut model, &mut opt, &batch, weights.as_ref(), spec)?;
                 // A batch whose samples all have class weight 0 has a 0/0 mean loss and
                 // nothing to learn from: it is skipped, not a divergence.
                 let weightless = !value.is_finite()
@@ -526,7 +503,7 @@ pub fn train_model(
                     });
                 }
                 if let Some(max) = spec.gradient_clip_norm {
-                    clip_grad_norm(&vs, max)?;
+                    let _ = clip_grad_norm(&vs, max)?;
                 }
                 if spec.layer_diagnostics && iteration as usize == ipe {
                     let start = Instant::now();
@@ -638,26 +615,13 @@ fn model_state(vs: &nn::VarStore, model: &Network) -> Result<Vec<(String, Tensor
     Ok(state)
 }
 
-/// The scheduler's state saved in a checkpoint, if it has one.
-fn scheduler_state(c: &Checkpoint) -> Option<SchedulerState> {
-    let (_, t) = c.tensors.iter().find(|(n, _)| n == "sched.state")?;
-    let v = Vec::<f64>::try_from(t).ok()?;
-    let [epoch, step, lr, best, bad, cooldown] = v[..] else {
-        return None;
-    };
-    Some(SchedulerState {
-        epoch: epoch as u32,
-        step: step as u64,
-        lr,
-        best,
-        num_bad_epochs: bad as u32,
-        cooldown_counter: cooldown as u32,
-    })
-}
+/// Checkpoint entries of the scheduler's and the early stopper's state.
+const SCHEDULER_KEY: &str = "sched.state";
+const STOPPER_KEY: &str = "stop.state";
 
-/// The early stopper's state saved in a checkpoint, if it has one.
-fn stopper_state(c: &Checkpoint) -> Option<Vec<f64>> {
-    let (_, t) = c.tensors.iter().find(|(n, _)| n == "stop.state")?;
+/// The numbers a checkpoint saved under `key`, if it has them.
+fn values(c: &Checkpoint, key: &str) -> Option<Vec<f64>> {
+    let (_, t) = c.tensors.iter().find(|(n, _)| n == key)?;
     Vec::<f64>::try_from(t).ok()
 }
 
@@ -712,6 +676,43 @@ impl EarlyStopper {
             end.epoch, metric, self.rule.min_delta, self.rule.patience
         ))
     }
+}
+
+/// The class weights as a tensor on `device`; `None` when unweighted (empty).
+fn class_weight_tensor(weights: &[f64], device: Device) -> Option<Tensor> {
+    (!weights.is_empty()).then(|| {
+        Tensor::from_slice(weights)
+            .to_kind(Kind::Float)
+            .to_device(device)
+    })
+}
+
+/// The training split in a loader that shuffles it every epoch, without resampling.
+fn plain_loader(spec: &JobSpec, train: &TrainSplit, device: Device) -> InMemoryLoader {
+    InMemoryLoader::new(
+        &train.features,
+        train.width,
+        &train.targets,
+        spec.batch_size as usize,
+        spec.seed.wrapping_add(SHUFFLE_SEED),
+        device,
+    )
+}
+
+/// One step's forward pass (training mode), loss and backward pass, gradients zeroed
+/// first; the logits and the loss's value. The caller decides whether to step.
+fn step_loss(
+    model: &mut Network,
+    opt: &mut Optimizer,
+    batch: &Batch,
+    weights: Option<&Tensor>,
+    spec: &JobSpec,
+) -> Result<(Tensor, f64), EngineError> {
+    let logits = model.forward_t(&batch.features, true)?;
+    let loss = training_loss(&logits, &batch.targets, weights, spec.loss)?;
+    opt.zero_grad();
+    loss.f_backward()?;
+    Ok((logits, loss.f_double_value(&[])?))
 }
 
 /// The loss trained on: class-weighted cross-entropy, or the softmax focal loss

@@ -220,10 +220,6 @@ impl Mlp {
         }
     }
 
-    pub fn activation(&self) -> Activation {
-        self.activation
-    }
-
     fn convs(&self) -> &[Conv] {
         self.image.as_ref().map_or(&[][..], |(_, c, _)| c)
     }

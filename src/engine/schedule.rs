@@ -54,6 +54,35 @@ pub struct SchedulerState {
     pub cooldown_counter: u32,
 }
 
+impl SchedulerState {
+    /// The state as six numbers, for checkpoints.
+    pub fn to_values(&self) -> [f64; 6] {
+        [
+            f64::from(self.epoch),
+            self.step as f64,
+            self.lr,
+            self.best,
+            f64::from(self.num_bad_epochs),
+            f64::from(self.cooldown_counter),
+        ]
+    }
+
+    /// The inverse of [`to_values`](Self::to_values).
+    pub fn from_values(v: &[f64]) -> Option<Self> {
+        let [epoch, step, lr, best, bad, cooldown] = *v else {
+            return None;
+        };
+        Some(Self {
+            epoch: epoch as u32,
+            step: step as u64,
+            lr,
+            best,
+            num_bad_epochs: bad as u32,
+            cooldown_counter: cooldown as u32,
+        })
+    }
+}
+
 /// Computes the learning rate of every optimizer step of a run; see the module docs for the
 /// calling protocol.
 #[derive(Debug, Clone)]
@@ -103,11 +132,6 @@ impl Scheduler {
         let mut s = Self::new(schedule, base_lr, epochs, steps_per_epoch);
         s.restore(state);
         s
-    }
-
-    /// The schedule this scheduler runs.
-    pub fn schedule(&self) -> &LrSchedule {
-        &self.schedule
     }
 
     /// The learning rate for the coming optimizer step (call before each step; the loop sets

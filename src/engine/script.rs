@@ -115,15 +115,6 @@ impl ScriptModule {
             Tensor::from_slice(&self.to_bytes()?),
         ))
     }
-
-    /// Calls `forward` on the module as it is (tracing a wrapper records its operations).
-    pub fn module_forward(&self, x: &Tensor) -> Result<Tensor, EngineError> {
-        let x = match self.input_shape {
-            Some([c, h, w]) => x.f_view([-1, c, h, w])?,
-            None => x.shallow_clone(),
-        };
-        Ok(self.module.forward_ts(&[x])?)
-    }
 }
 
 fn load_module(bytes: &[u8], device: Device) -> Result<CModule, EngineError> {
