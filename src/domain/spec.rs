@@ -336,7 +336,7 @@ impl CnnSpec {
     /// The feature map after each block (channels, height, width), or the index of the
     /// first block that leaves nothing.
     pub fn shapes(&self) -> Result<Vec<[u64; 3]>, usize> {
-        let [mut c, mut h, mut w] = self.input.map(u64::from);
+        let [_, mut h, mut w] = self.input.map(u64::from);
         let mut out = Vec::with_capacity(self.blocks.len());
         for (i, b) in self.blocks.iter().enumerate() {
             let (k, s, p) = (
@@ -356,10 +356,8 @@ impl CnnSpec {
             if h == 0 || w == 0 {
                 return Err(i);
             }
-            c = u64::from(b.channels);
-            out.push([c, h, w]);
+            out.push([u64::from(b.channels), h, w]);
         }
-        let _ = c;
         Ok(out)
     }
 
@@ -665,6 +663,17 @@ impl JobSpec {
         s
     }
 
+    /// Models trained: an ensemble's members, else 1.
+    pub fn members(&self) -> u64 {
+        self.ensemble.map_or(1, |e| u64::from(e.members()))
+    }
+
+    /// Parameters of all the models the job trains (every ensemble member's).
+    pub fn total_parameter_count(&self, inputs: u64, classes: u64) -> u64 {
+        self.parameter_count(inputs, classes)
+            .saturating_mul(self.members())
+    }
+
     /// Trainable parameters of the model for `inputs` features and `classes` classes.
     pub fn parameter_count(&self, inputs: u64, classes: u64) -> u64 {
         let mlp = match &self.model {
@@ -739,10 +748,8 @@ impl JobSpec {
 
     /// Refuses models too large to train here, before any memory is allocated.
     pub fn validate_model_size(&self, inputs: u64, classes: u64) -> Result<(), SpecError> {
-        let members = self.ensemble.map_or(1, |e| u64::from(e.members()));
-        let n = self
-            .parameter_count(inputs, classes)
-            .saturating_mul(members);
+        let members = self.members();
+        let n = self.total_parameter_count(inputs, classes);
         check(n <= MAX_PARAMETERS, "spec.model", || {
             let across = if members > 1 {
                 format!(" (across {members} ensemble members)")
@@ -891,28 +898,24 @@ impl JobSpec {
                 ("spec.model.cnn.dense", &cnn.dense)
             }
         };
-        {
-            {
-                check(
-                    mlp.hidden_layers.len() <= MAX_HIDDEN_LAYERS,
-                    &format!("{f}.hidden_layers"),
-                    || {
-                        format!(
-                            "has {} layers, more than the limit of {MAX_HIDDEN_LAYERS}",
-                            mlp.hidden_layers.len()
-                        )
-                    },
-                )?;
-                for (i, w) in mlp.hidden_layers.iter().enumerate() {
-                    check(
-                        (1..=MAX_LAYER_WIDTH).contains(w),
-                        &format!("{f}.hidden_layers[{i}]"),
-                        || format!("width must be 1 to {MAX_LAYER_WIDTH}, got {w}"),
-                    )?;
-                }
-                check_unit(mlp.dropout, &format!("{f}.dropout"), "dropout probability")
-            }
+        check(
+            mlp.hidden_layers.len() <= MAX_HIDDEN_LAYERS,
+            &format!("{f}.hidden_layers"),
+            || {
+                format!(
+                    "has {} layers, more than the limit of {MAX_HIDDEN_LAYERS}",
+                    mlp.hidden_layers.len()
+                )
+            },
+        )?;
+        for (i, w) in mlp.hidden_layers.iter().enumerate() {
+            check(
+                (1..=MAX_LAYER_WIDTH).contains(w),
+                &format!("{f}.hidden_layers[{i}]"),
+                || format!("width must be 1 to {MAX_LAYER_WIDTH}, got {w}"),
+            )?;
         }
+        check_unit(mlp.dropout, &format!("{f}.dropout"), "dropout probability")
     }
 
     fn validate_dataset(&self) -> Result<(), SpecError> {

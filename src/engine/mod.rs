@@ -166,10 +166,9 @@ pub fn train(
             .to_device(device),
         targets: split.validation.iter().map(|&r| data.targets[r]).collect(),
     });
-    let members = spec.ensemble.map_or(1, |e| u64::from(e.members()));
     let samples: usize = planned.iter().sum();
     observer.started(RunInfo {
-        parameter_count: spec.parameter_count(data.width as u64, k as u64) * members,
+        parameter_count: spec.total_parameter_count(data.width as u64, k as u64),
         labels: data.labels.clone(),
         train_samples: samples as u64,
         validation_samples: validation.as_ref().map_or(0, |v| v.targets.len() as u64),

@@ -188,31 +188,18 @@ pub fn inspect(path: &std::path::Path) -> Result<Vec<ModelParameter>, String> {
     Ok(params)
 }
 
-/// What a trial forward pass tells about a module and a job's data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fit {
-    pub parameters: u64,
-    /// A training-mode forward of one row fails (batch norm), but one of two rows works.
-    pub needs_batch_of_two: bool,
-}
-
 /// Runs the module at `path` on zeros shaped like the job's rows (`width` features, as
 /// `input_shape` when set), in evaluation and training mode, and checks it returns
-/// `[batch, classes]`. The error names the shape it got and the shape expected.
+/// `[batch, classes]`. The error names the shape it got and the shape expected. Returns
+/// whether a training-mode forward of one row fails (batch norm) where one of two works.
 pub fn check_fit(
     path: &std::path::Path,
     input_shape: Option<[u32; 3]>,
     width: usize,
     classes: usize,
-) -> Result<Fit, String> {
+) -> Result<bool, String> {
     let mut module = CModule::load_on_device(path, Device::Cpu)
         .map_err(|e| format!("cannot load the module: {}", first_line(&e.to_string())))?;
-    let parameters = module
-        .named_parameters()
-        .map_err(|e| e.to_string())?
-        .iter()
-        .map(|(_, t)| t.numel() as u64)
-        .sum();
     let shape = |n: i64| -> Vec<i64> {
         match input_shape {
             Some(s) => [n]
@@ -272,11 +259,7 @@ pub fn check_fit(
     }
     module.f_set_train().map_err(mode)?;
     let _ = run(&module, 2)?;
-    let needs_batch_of_two = run(&module, 1).is_err();
-    Ok(Fit {
-        parameters,
-        needs_batch_of_two,
-    })
+    Ok(run(&module, 1).is_err())
 }
 
 /// The first non-empty line, without tch's "Internal torch error: " prefix.

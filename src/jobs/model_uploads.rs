@@ -118,13 +118,14 @@ impl JobManager {
         )
     }
 
-    /// Fills in a `model.torchscript` spec's file from the uploaded model (the rest is
-    /// filled by [`fit_model`](Self::fit_model) once the data is known).
+    /// Fills in a `model.torchscript` spec's file and parameter count from the uploaded
+    /// model (whether it needs batches of two is filled by [`fit_model`] once the data is
+    /// known).
     pub(super) fn resolve_model(&self, spec: &mut JobSpec) -> Result<(), JobError> {
         let ModelSpec::TorchScript(s) = &mut spec.model else {
             return Ok(());
         };
-        if self.shared.store.model(&s.model_id)?.is_none() {
+        let Some(info) = self.shared.store.model(&s.model_id)? else {
             return Err(SpecError::new(
                 "spec.model.torchscript.model_id",
                 format!(
@@ -133,21 +134,20 @@ impl JobManager {
                 ),
             )
             .into());
-        }
+        };
         s.file = self.shared.store.model_file(&s.model_id);
+        s.parameters = info.parameter_count;
         Ok(())
     }
 }
 
 /// Tries a `model.torchscript` module on data of `width` features and `classes` classes,
-/// and records its parameter count and whether it needs training batches of two rows.
+/// and records whether it needs training batches of two rows.
 pub(super) fn fit_model(spec: &mut JobSpec, width: usize, classes: usize) -> Result<(), JobError> {
     let ModelSpec::TorchScript(s) = &mut spec.model else {
         return Ok(());
     };
-    let fit = script::check_fit(&s.file, s.input_shape, width, classes)
+    s.needs_batch_of_two = script::check_fit(&s.file, s.input_shape, width, classes)
         .map_err(|m| SpecError::new("spec.model.torchscript", m))?;
-    s.parameters = fit.parameters;
-    s.needs_batch_of_two = fit.needs_batch_of_two;
     Ok(())
 }

@@ -14,7 +14,7 @@ use super::{JobError, JobManager};
 use crate::data::{self, DataError, Dataset};
 use crate::domain::{DatasetSpec, ModelVersion, SpecError};
 use crate::engine::{LossFn, Portable, TrainedModel};
-use crate::metrics::curves::threshold_report;
+use crate::metrics::curves::full_report_for;
 use crate::metrics::{self, Evaluation};
 use crate::store::{model_checkpoint, read_checkpoint_file};
 
@@ -150,10 +150,14 @@ impl JobManager {
         let probs = lock(&model).probabilities(&flat)?;
         let loss =
             LossFn::new(&snap.class_weights, snap.spec.loss).of_probabilities(&probs, &actual);
-        let mut report = metrics::full_report(&snap.labels, &actual, &probs, loss, target_recall);
-        if let (Some(p), Some(t)) = (positive, report.threshold_report.as_mut()) {
-            *t = threshold_report(&actual, &probs, snap.labels.len(), p, target_recall);
-        }
+        let report = full_report_for(
+            &snap.labels,
+            &actual,
+            &probs,
+            loss,
+            positive.unwrap_or(1),
+            target_recall,
+        );
         Ok((epoch, report))
     }
 
@@ -224,55 +228,35 @@ impl JobManager {
         device: Device,
     ) -> Result<(JobSnapshot, u32, Loaded), JobError> {
         // While a job trains, a newer epoch may be recorded and the older checkpoint pruned
-        // between choosing the epoch and reading its file: then choose again.
+        // between choosing the epoch and reading its file: then choose again. Any other
+        // failure is returned at once.
         let mut attempts = 3;
-        loop {
+        let (snap, epoch, c) = loop {
             attempts -= 1;
-            match self.load_trained(job_id, version, device) {
-                Err(JobError::Internal(_)) if attempts > 0 => continue,
-                other => return other,
+            let snap = self.shared.find(job_id)?.snapshot();
+            let epoch = model_epoch(&snap, job_id, version)?;
+            let key = (job_id.to_string(), epoch, device == Device::Cpu);
+            if let Some(m) = self.shared.models.get(&key) {
+                return Ok((snap, epoch, m));
             }
-        }
-    }
-
-    fn load_trained(
-        &self,
-        job_id: &str,
-        version: ModelVersion,
-        device: Device,
-    ) -> Result<(JobSnapshot, u32, Loaded), JobError> {
-        let snap = self.shared.find(job_id)?.snapshot();
-        let epoch = match version {
-            ModelVersion::Last => snap.epochs_completed,
-            ModelVersion::Best => snap.best.map_or(0, |(e, _)| e),
+            let dir = self.shared.store.job_dir(job_id);
+            let read = model_checkpoint(&dir, epoch).map(|p| (read_checkpoint_file(&p), p));
+            match read {
+                Some((Ok(c), _)) => break (snap, epoch, c),
+                Some((Err(e), p)) if attempts == 0 || p.exists() => return Err(e.into()),
+                None if attempts == 0 => {
+                    return Err(JobError::Internal(format!(
+                        "the checkpoint of epoch {epoch} of job '{job_id}' is missing from {}",
+                        dir.display()
+                    )));
+                }
+                _ => continue,
+            }
         };
-        if snap.epochs_completed == 0 {
-            return Err(JobError::NoModel(format!(
-                "job '{job_id}' has no trained model yet: no epoch has finished (status {}); wait for its first epoch",
-                snap.status.as_str()
-            )));
-        }
-        if epoch == 0 {
-            return Err(JobError::NoModel(format!(
-                "job '{job_id}' has no best model: its best_model_metric is undefined in every epoch so far; ask for the LAST model"
-            )));
-        }
-        let key = (job_id.to_string(), epoch, device == Device::Cpu);
-        let cache = &self.shared.models;
-        if let Some(m) = cache.get(&key) {
-            return Ok((snap, epoch, m));
-        }
-        let dir = self.shared.store.job_dir(job_id);
-        let path = model_checkpoint(&dir, epoch).ok_or_else(|| {
-            JobError::Internal(format!(
-                "the checkpoint of epoch {epoch} of job '{job_id}' is missing from {}",
-                dir.display()
-            ))
-        })?;
-        let c = read_checkpoint_file(&path)?;
         let model = TrainedModel::load(&snap.spec, &snap.features, snap.labels.len(), &c, device)?;
         let model = Arc::new(Mutex::new(model));
-        cache.put(key, model.clone());
+        let key = (job_id.to_string(), epoch, device == Device::Cpu);
+        self.shared.models.put(key, model.clone());
         Ok((snap, epoch, model))
     }
 }
@@ -472,6 +456,26 @@ fn model_card(
         "training": training,
         "metrics": metrics,
     })
+}
+
+/// The epoch whose model `version` names; an error when there is none yet.
+fn model_epoch(snap: &JobSnapshot, job_id: &str, version: ModelVersion) -> Result<u32, JobError> {
+    if snap.epochs_completed == 0 {
+        return Err(JobError::NoModel(format!(
+            "job '{job_id}' has no trained model yet: no epoch has finished (status {}); wait for its first epoch",
+            snap.status.as_str()
+        )));
+    }
+    let epoch = match version {
+        ModelVersion::Last => snap.epochs_completed,
+        ModelVersion::Best => snap.best.map_or(0, |(e, _)| e),
+    };
+    if epoch == 0 {
+        return Err(JobError::NoModel(format!(
+            "job '{job_id}' has no best model: its best_model_metric is undefined in every epoch so far; ask for the LAST model"
+        )));
+    }
+    Ok(epoch)
 }
 
 /// The file name of each trained TorchScript module in an export.

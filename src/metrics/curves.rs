@@ -597,12 +597,25 @@ pub fn full_report(
     loss: f64,
     target_recall: Option<f64>,
 ) -> Evaluation {
+    full_report_for(labels, actual, probs, loss, 1, target_recall)
+}
+
+/// [`full_report`] with the threshold report about class `positive` (two classes only).
+pub fn full_report_for(
+    labels: &[String],
+    actual: &[usize],
+    probs: &[f32],
+    loss: f64,
+    positive: usize,
+    target_recall: Option<f64>,
+) -> Evaluation {
     let k = labels.len();
     let n = n_rows(actual, probs, k);
     let (actual, probs) = (&actual[..n], &probs[..n * k]);
     let metrics = evaluate_with_curves(labels, actual, probs, loss);
     let counts = &metrics.confusion_matrix.counts;
-    let threshold_report = (k == 2).then(|| threshold_report(actual, probs, k, 1, target_recall));
+    let threshold_report =
+        (k == 2).then(|| threshold_report(actual, probs, k, positive, target_recall));
 
     Evaluation {
         balanced_accuracy: balanced_accuracy_of_counts(k, counts),
