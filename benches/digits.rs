@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Instant;
 
-use common::{start_server, train_events};
+use common::{bench_script, run_python, start_server, train_events};
 use gradstream::transport::pb::{self, trainer_client::TrainerClient};
 
 fn block(channels: u32) -> pb::ConvBlock {
@@ -25,13 +24,11 @@ fn block(channels: u32) -> pb::ConvBlock {
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let status = Command::new(&python)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/make_digits.py"))
-        .arg(dir.path().join("digits.csv"))
-        .status()
-        .expect("run .venv/bin/python (make setup creates it)");
-    assert!(status.success());
+    let csv = dir.path().join("digits.csv");
+    run_python(&[
+        bench_script("make_digits.py").to_str().unwrap(),
+        csv.to_str().unwrap(),
+    ]);
     let server = start_server(dir.path()).await;
     let mut c = TrainerClient::connect(format!("http://{}", server.addr))
         .await

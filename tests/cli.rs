@@ -407,8 +407,8 @@ fn model_commands_predict_evaluate_plot_and_export() {
     assert_eq!(e["curves"].as_array().unwrap().len(), 2);
 
     // export both formats.
+    // The CLI creates the output folder.
     let out_dir = data.join("export");
-    std::fs::create_dir_all(&out_dir).unwrap();
     let pt = out_dir.join("m.pt");
     let out = server.cli(&[
         "export",
@@ -513,8 +513,7 @@ fn lr_find_draws_the_curve_and_cnn_flags_train_a_cnn() {
 #[test]
 fn models_commands_upload_a_torchscript_module_that_train_then_trains() {
     let server = Server::start();
-    let dir = tempfile::tempdir().unwrap();
-    common::run_reference("make_torchscript.py", &[dir.path()]);
+    let (dir, _) = common::torchscript::torchscript_modules();
     let file = dir.path().join("mlp.pt");
     let out = server.cli(&["models", "upload", "--json", file.to_str().unwrap()]);
     assert!(

@@ -14,7 +14,19 @@ use crate::transport::pb::{
 type Result<T> = std::result::Result<T, String>;
 
 pub(super) async fn connect(args: &ClientArgs) -> Result<TrainerClient<Channel>> {
-    TrainerClient::connect(args.server.clone())
+    Ok(TrainerClient::new(channel(args).await?))
+}
+
+/// A connection to the server, for any of its services' clients.
+async fn channel(args: &ClientArgs) -> Result<Channel> {
+    tonic::transport::Endpoint::from_shared(args.server.clone())
+        .map_err(|e| {
+            format!(
+                "--server {}: {e}; give a URL such as http://127.0.0.1:50051",
+                args.server
+            )
+        })?
+        .connect()
         .await
         .map_err(|e| {
             format!(
@@ -135,14 +147,7 @@ pub async fn cancel(args: &ClientArgs, job_id: &str) -> Result<ExitCode> {
 }
 
 async fn datasets_client(args: &ClientArgs) -> Result<DatasetsClient<Channel>> {
-    DatasetsClient::connect(args.server.clone())
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot reach the server at {}: {e}; is `gradstream serve` running there?",
-                args.server
-            )
-        })
+    Ok(DatasetsClient::new(channel(args).await?))
 }
 
 /// Bytes per upload message.
@@ -261,14 +266,7 @@ pub async fn upload(
 }
 
 async fn models_client(args: &ClientArgs) -> Result<ModelsClient<Channel>> {
-    ModelsClient::connect(args.server.clone())
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot reach the server at {}: {e}; is `gradstream serve` running there?",
-                args.server
-            )
-        })
+    Ok(ModelsClient::new(channel(args).await?))
 }
 
 /// Streams a TorchScript file to the server's Models service.

@@ -395,7 +395,7 @@ fn job_json(j: &pb::Job) -> Value {
         "created": ts(&j.created),
         "started": ts(&j.started),
         "finished": ts(&j.finished),
-        "epochs": j.spec.as_ref().map(|s| s.epochs),
+        "epochs": total_epochs(j),
         "epochs_completed": j.epochs_completed,
         "parameter_count": j.parameter_count,
         "labels": j.labels,
