@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use gradstream::engine::schedule::{LrSchedule, Scheduler, SchedulerState, validate};
+use gradstream::domain::validate_schedule as validate;
+use gradstream::engine::schedule::{LrSchedule, Scheduler, SchedulerState};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -218,8 +219,10 @@ fn one_cycle_single_step_warmup_is_finite() {
     }
 }
 
+/// The error as "<field> <message>".
 fn err(schedule: LrSchedule, epochs: u32) -> String {
-    validate(&schedule, epochs).expect_err("should be rejected")
+    let e = validate(&schedule, epochs).expect_err("should be rejected");
+    format!("{} {}", e.field, e.message)
 }
 
 #[test]

@@ -14,5 +14,5 @@ pub use spec::{
     Activation, ClassWeighting, CnnSpec, ConvBlock, DatasetSpec, EarlyStopping, EnsembleSpec,
     JobSpec, LossSpec, LrSchedule, MAX_BATCH_SIZE, MAX_ENSEMBLE_MEMBERS, MAX_EPOCHS, MlpSpec,
     ModelSelection, ModelSpec, ModelVersion, OptimizerSpec, Pool, ResamplingMethod, ResamplingSpec,
-    ScriptSpec, SpecError, SyntheticSpec,
+    ScriptSpec, SpecError, SyntheticSpec, validate_schedule,
 };
