@@ -3,6 +3,8 @@
 //! generator (PyTorch's default `nn.Linear` init), and dropout masks too, so a job is
 //! reproducible even when other jobs share libtorch's global generator.
 
+use std::cell::RefCell;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::nn::{self, ModuleT};
@@ -111,7 +113,9 @@ pub struct Mlp {
     head: Dense,
     activation: Activation,
     dropout: f64,
-    dropout_rng: ChaCha8Rng,
+    /// Behind a `RefCell` so that one forward pass serves training (which draws masks) and
+    /// the diagnostics' layer outputs (which only read).
+    dropout_rng: RefCell<ChaCha8Rng>,
 }
 
 impl Mlp {
@@ -171,53 +175,70 @@ impl Mlp {
             head,
             activation: spec.activation,
             dropout: spec.dropout,
-            dropout_rng: ChaCha8Rng::seed_from_u64(seed ^ 0xD50F),
+            dropout_rng: RefCell::new(ChaCha8Rng::seed_from_u64(seed ^ 0xD50F)),
         }
     }
 
     /// Position of the dropout generator, for checkpoints.
     pub fn dropout_word_pos(&self) -> u128 {
-        self.dropout_rng.get_word_pos()
+        self.dropout_rng.borrow().get_word_pos()
     }
 
     pub fn set_dropout_word_pos(&mut self, pos: u128) {
-        self.dropout_rng.set_word_pos(pos);
+        self.dropout_rng.get_mut().set_word_pos(pos);
     }
 
     /// Logits. `train` selects batch statistics and dropout; evaluation uses running
     /// statistics and no dropout.
     pub fn forward_t(&mut self, x: &Tensor, train: bool) -> Tensor {
-        let mut h = self.features(x, train);
-        for layer in &self.hidden {
+        self.forward_tapped(x, train, None)
+    }
+}
+
+impl Mlp {
+    /// The forward pass; with `tap`, each layer's output is recorded under its name
+    /// (`conv<i>` after pooling, `hidden<i>` after the activation, `head`).
+    fn forward_tapped(
+        &self,
+        x: &Tensor,
+        train: bool,
+        mut tap: Option<&mut Vec<(String, Tensor)>>,
+    ) -> Tensor {
+        let mut h = match &self.image {
+            None => x.shallow_clone(),
+            Some(([c, hh, w], convs, gap)) => {
+                let mut m = x.view([-1, *c, *hh, *w]);
+                for (i, conv) in convs.iter().enumerate() {
+                    m = conv.forward_t(&m, train);
+                    if let Some(out) = tap.as_deref_mut() {
+                        out.push((format!("conv{i}"), m.shallow_clone()));
+                    }
+                }
+                if *gap {
+                    m.mean_dim(&[2i64, 3][..], false, Kind::Float)
+                } else {
+                    m.flatten(1, -1)
+                }
+            }
+        };
+        for (i, layer) in self.hidden.iter().enumerate() {
             h = layer.dense.forward(&h);
             if let Some(bn) = &layer.norm {
                 h = bn.forward_t(&h, train);
             }
             h = activate(&h, self.activation);
+            if let Some(out) = tap.as_deref_mut() {
+                out.push((format!("hidden{i}"), h.shallow_clone()));
+            }
             if train && self.dropout > 0.0 {
-                h = dropout(&h, self.dropout, &mut self.dropout_rng);
+                h = dropout(&h, self.dropout, &mut self.dropout_rng.borrow_mut());
             }
         }
-        self.head.forward(&h)
-    }
-}
-
-impl Mlp {
-    /// A CNN's convolution blocks applied to rows read as images, averaged or flattened;
-    /// the rows themselves for an MLP.
-    fn features(&self, x: &Tensor, train: bool) -> Tensor {
-        let Some(([c, h, w], convs, gap)) = &self.image else {
-            return x.shallow_clone();
-        };
-        let mut m = x.view([-1, *c, *h, *w]);
-        for conv in convs {
-            m = conv.forward_t(&m, train);
+        let logits = self.head.forward(&h);
+        if let Some(out) = tap {
+            out.push(("head".to_string(), logits.shallow_clone()));
         }
-        if *gap {
-            m.mean_dim(&[2i64, 3][..], false, Kind::Float)
-        } else {
-            m.flatten(1, -1)
-        }
+        logits
     }
 
     fn convs(&self) -> &[Conv] {
@@ -256,29 +277,8 @@ impl Mlp {
     /// Each layer's outputs in evaluation mode: hidden layers after their activation, then
     /// the head's logits.
     pub fn layer_outputs(&self, x: &Tensor) -> Vec<(String, Tensor)> {
-        let mut out = Vec::with_capacity(self.hidden.len() + 1);
-        let mut h = x.shallow_clone();
-        if let Some(([c, hh, w], convs, gap)) = &self.image {
-            let mut m = x.view([-1, *c, *hh, *w]);
-            for (i, conv) in convs.iter().enumerate() {
-                m = conv.forward_t(&m, false);
-                out.push((format!("conv{i}"), m.shallow_clone()));
-            }
-            h = if *gap {
-                m.mean_dim(&[2i64, 3][..], false, Kind::Float)
-            } else {
-                m.flatten(1, -1)
-            };
-        }
-        for (i, layer) in self.hidden.iter().enumerate() {
-            h = layer.dense.forward(&h);
-            if let Some(bn) = &layer.norm {
-                h = bn.forward_t(&h, false);
-            }
-            h = activate(&h, self.activation);
-            out.push((format!("hidden{i}"), h.shallow_clone()));
-        }
-        out.push(("head".to_string(), self.head.forward(&h)));
+        let mut out = Vec::with_capacity(self.convs().len() + self.hidden.len() + 1);
+        let _ = self.forward_tapped(x, false, Some(&mut out));
         out
     }
 }
