@@ -25,26 +25,64 @@ pub(super) async fn blocking<T: Send + 'static>(
         .map_err(status::from_job_error)
 }
 
+/// One message of an upload stream: the header (first message only) or the file's next
+/// bytes.
+pub(super) enum UploadPart<H> {
+    Header(H),
+    Chunk(Vec<u8>),
+    Empty,
+}
+
+/// The request message of an upload RPC.
+pub(super) trait UploadMessage {
+    type Header;
+    fn into_part(self) -> UploadPart<Self::Header>;
+}
+
+impl UploadMessage for pb::UploadDatasetRequest {
+    type Header = pb::DatasetHeader;
+    fn into_part(self) -> UploadPart<Self::Header> {
+        use pb::upload_dataset_request::Part;
+        match self.part {
+            Some(Part::Header(h)) => UploadPart::Header(h),
+            Some(Part::Chunk(bytes)) => UploadPart::Chunk(bytes),
+            None => UploadPart::Empty,
+        }
+    }
+}
+
+/// The header an upload stream must start with; `fields` names what it holds, for the
+/// error.
+pub(super) async fn first_header<M: UploadMessage>(
+    stream: &mut Streaming<M>,
+    fields: &str,
+) -> Result<M::Header, Status> {
+    match stream.message().await?.map(M::into_part) {
+        Some(UploadPart::Header(h)) => Ok(h),
+        _ => Err(Status::invalid_argument(format!(
+            "header: the first message of an upload must carry the header ({fields})"
+        ))),
+    }
+}
+
 /// Feeds the chunks of an upload stream (after its header) to `upload`, each on a blocking
-/// thread. `part` reads a message: its bytes, `Err` for a second header, `None` for an
-/// empty message. A client that goes away mid-upload ends the stream with an error:
-/// `upload` is dropped, and with it the partial file.
-pub(super) async fn receive<U: Upload + Send + 'static, M>(
+/// thread. A client that goes away mid-upload ends the stream with an error: `upload` is
+/// dropped, and with it the partial file.
+pub(super) async fn receive<U: Upload + Send + 'static, M: UploadMessage>(
     mut upload: U,
     stream: &mut Streaming<M>,
-    part: impl Fn(M) -> Option<Result<Vec<u8>, ()>>,
 ) -> Result<U, Status> {
     while let Some(msg) = stream.message().await? {
-        match part(msg) {
-            Some(Ok(bytes)) => {
+        match msg.into_part() {
+            UploadPart::Chunk(bytes) => {
                 upload = blocking(move || upload.push(&bytes).map(|()| upload)).await?;
             }
-            Some(Err(())) => {
+            UploadPart::Header(_) => {
                 return Err(Status::invalid_argument(
                     "header: only the first message may carry a header; send the file's bytes as chunks",
                 ));
             }
-            None => {}
+            UploadPart::Empty => {}
         }
     }
     Ok(upload)
@@ -56,18 +94,8 @@ impl Datasets for DatasetsService {
         &self,
         req: Request<Streaming<pb::UploadDatasetRequest>>,
     ) -> Result<Response<pb::DatasetInfo>, Status> {
-        use pb::upload_dataset_request::Part;
         let mut stream = req.into_inner();
-        let header = match stream.message().await? {
-            Some(pb::UploadDatasetRequest {
-                part: Some(Part::Header(h)),
-            }) => h,
-            _ => {
-                return Err(Status::invalid_argument(
-                    "header: the first message of an upload must carry the header (name, format, label_column)",
-                ));
-            }
-        };
+        let header = first_header(&mut stream, "name, format, label_column").await?;
         if !matches!(
             pb::DatasetFormat::try_from(header.format),
             Ok(pb::DatasetFormat::Unspecified | pb::DatasetFormat::Csv)
@@ -84,12 +112,7 @@ impl Datasets for DatasetsService {
         };
         let jobs = self.jobs.clone();
         let upload = blocking(move || jobs.begin_upload(header)).await?;
-        let upload = receive(upload, &mut stream, |m| match m.part {
-            Some(Part::Chunk(bytes)) => Some(Ok(bytes)),
-            Some(Part::Header(_)) => Some(Err(())),
-            None => None,
-        })
-        .await?;
+        let upload = receive(upload, &mut stream).await?;
         let info = blocking(move || upload.finish()).await?;
         Ok(Response::new(convert::dataset_info(&info)))
     }

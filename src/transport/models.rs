@@ -4,7 +4,7 @@
 
 use tonic::{Request, Response, Status, Streaming};
 
-use super::datasets::{blocking, receive};
+use super::datasets::{UploadMessage, UploadPart, blocking, first_header, receive};
 use super::pb::models_server::{Models, ModelsServer};
 use super::{convert, pb};
 use crate::jobs::{JobManager, ModelHeader};
@@ -17,36 +17,33 @@ pub struct ModelsService {
     jobs: JobManager,
 }
 
+impl UploadMessage for pb::UploadModelRequest {
+    type Header = pb::ModelHeader;
+    fn into_part(self) -> UploadPart<Self::Header> {
+        use pb::upload_model_request::Part;
+        match self.part {
+            Some(Part::Header(h)) => UploadPart::Header(h),
+            Some(Part::Chunk(bytes)) => UploadPart::Chunk(bytes),
+            None => UploadPart::Empty,
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Models for ModelsService {
     async fn upload_model(
         &self,
         req: Request<Streaming<pb::UploadModelRequest>>,
     ) -> Result<Response<pb::ModelInfo>, Status> {
-        use pb::upload_model_request::Part;
         let mut stream = req.into_inner();
-        let header = match stream.message().await? {
-            Some(pb::UploadModelRequest {
-                part: Some(Part::Header(h)),
-            }) => h,
-            _ => {
-                return Err(Status::invalid_argument(
-                    "header: the first message of an upload must carry the header (name, optional sha256)",
-                ));
-            }
-        };
+        let header = first_header(&mut stream, "name, optional sha256").await?;
         let header = ModelHeader {
             name: header.name,
             sha256: (!header.sha256.is_empty()).then_some(header.sha256),
         };
         let jobs = self.jobs.clone();
         let upload = blocking(move || jobs.begin_model_upload(header)).await?;
-        let upload = receive(upload, &mut stream, |m| match m.part {
-            Some(Part::Chunk(bytes)) => Some(Ok(bytes)),
-            Some(Part::Header(_)) => Some(Err(())),
-            None => None,
-        })
-        .await?;
+        let upload = receive(upload, &mut stream).await?;
         let info = blocking(move || upload.finish()).await?;
         Ok(Response::new(convert::model_info(&info)))
     }
