@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{TestServer, epochs, iterations, last_message, spec, statuses, train};
+use common::{
+    TestServer, epochs, iterations, last_message, predicting_epoch, range_test, spec, statuses,
+    succeeded_job, train,
+};
 use gradstream::transport::pb;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,27 +113,13 @@ async fn early_stopping_stops_and_keeps_the_best_epoch() {
         msg.contains(&format!("the best epoch is {}", best + 1)),
         "{msg}"
     );
-    let job = c
-        .get_job(pb::GetJobRequest {
-            job_id: events[0].job_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let job = succeeded_job(&mut c, &events).await;
     assert_eq!(job.best_epoch as usize, best + 1);
     // The job's model is the best epoch's weights.
-    let p = c
-        .predict(pb::PredictRequest {
-            job_id: job.id.clone(),
-            rows: vec![pb::FeatureRow {
-                values: vec![0.0; 8],
-            }],
-            model: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(p.epoch as usize, best + 1);
+    assert_eq!(
+        predicting_epoch(&mut c, &job.id, 8).await as usize,
+        best + 1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,25 +166,16 @@ async fn a_range_test_suggests_a_rate_that_a_diverging_job_then_quotes() {
         momentum: 0.9,
         ..Default::default()
     });
-    let mut stream = c
-        .find_learning_rate(pb::FindLearningRateRequest {
+    let (points, r) = range_test(
+        &mut c,
+        pb::FindLearningRateRequest {
             spec: Some(s.clone()),
             min_lr: Some(1e-5),
             max_lr: Some(1e3),
             iterations: Some(150),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut points = Vec::new();
-    let mut result = None;
-    while let Some(e) = stream.message().await.unwrap() {
-        match e.kind.unwrap() {
-            pb::lr_finder_event::Kind::Point(p) => points.push(p),
-            pb::lr_finder_event::Kind::Result(r) => result = Some(r),
-        }
-    }
-    let r = result.expect("a result ends the stream");
+        },
+    )
+    .await;
     assert!(r.diverged, "a learning rate of 1000 diverges");
     assert_eq!(r.iterations as usize, points.len());
     assert!(points.len() < 150, "it stopped at the divergence");

@@ -4,30 +4,16 @@
 
 mod common;
 
-use common::{TestServer, epochs, iterations, last_message, run_reference, statuses, train};
-use gradstream::transport::pb::{self, trainer_client::TrainerClient};
-use tonic::transport::Channel;
+use common::{
+    TestServer, epochs, iterations, predicting_epoch, run_reference, succeeded_job, train,
+};
+use gradstream::transport::pb;
 
 /// A skewed binary job: 9 of 10 rows in class 0.
 fn skewed(samples: u32, epochs: u32) -> pb::JobSpec {
     let mut s = common::spec(samples, 2, epochs);
     common::synthetic(&mut s).class_ratios = vec![0.9, 0.1];
     s
-}
-
-async fn job_of(c: &mut TrainerClient<Channel>, events: &[pb::JobEvent]) -> pb::Job {
-    assert_eq!(
-        statuses(events).last(),
-        Some(&pb::JobStatus::Succeeded),
-        "{}",
-        last_message(events)
-    );
-    c.get_job(pb::GetJobRequest {
-        job_id: events[0].job_id.clone(),
-    })
-    .await
-    .unwrap()
-    .into_inner()
 }
 
 fn running_messages(events: &[pb::JobEvent]) -> Vec<String> {
@@ -53,7 +39,7 @@ async fn computed_class_weights_are_scikit_learns_and_reported_at_the_start() {
     let mut s = skewed(1000, 1);
     s.class_weighting = pb::ClassWeighting::Balanced as i32;
     let events = train(&mut c, s).await;
-    let job = job_of(&mut c, &events).await;
+    let job = succeeded_job(&mut c, &events).await;
     assert_eq!(job.train_class_counts, [720, 80]);
     assert_eq!(job.resampled_class_counts, job.train_class_counts);
     let running = running_messages(&events);
@@ -93,7 +79,7 @@ async fn computed_class_weights_are_scikit_learns_and_reported_at_the_start() {
     s.class_weighting = pb::ClassWeighting::EffectiveNumber as i32;
     s.effective_number_beta = Some(0.99);
     let events = train(&mut c, s).await;
-    let job = job_of(&mut c, &events).await;
+    let job = succeeded_job(&mut c, &events).await;
     let raw: Vec<f64> = [720f64, 80.0]
         .iter()
         .map(|&n| (1.0 - 0.99) / (1.0 - 0.99f64.powf(n)))
@@ -111,7 +97,7 @@ async fn resampling_changes_the_training_split_only() {
     let server = TestServer::start(1).await;
     let mut c = server.client().await;
     let plain = train(&mut c, skewed(1000, 2)).await;
-    let plain_job = job_of(&mut c, &plain).await;
+    let plain_job = succeeded_job(&mut c, &plain).await;
     let held_out: Vec<u64> = epochs(&plain)[0].validation.as_ref().map(supports).unwrap();
     assert_eq!(held_out, [180, 20]);
 
@@ -128,7 +114,7 @@ async fn resampling_changes_the_training_split_only() {
             per_epoch,
         });
         let events = train(&mut c, s).await;
-        let job = job_of(&mut c, &events).await;
+        let job = succeeded_job(&mut c, &events).await;
         assert_eq!(job.train_class_counts, plain_job.train_class_counts);
         assert_eq!(job.resampled_class_counts, want, "{method:?}");
         assert_eq!(job.train_samples, want.iter().sum::<u64>());
@@ -160,7 +146,7 @@ async fn balanced_bagging_trains_k_members_then_reports_the_ensemble() {
         members: 3,
     });
     let events = train(&mut c, s).await;
-    let job = job_of(&mut c, &events).await;
+    let job = succeeded_job(&mut c, &events).await;
     // Every member draws all 80 minority rows and 80 of the majority.
     assert_eq!(job.resampled_class_counts, [80, 80]);
     let ends = epochs(&events);
@@ -199,18 +185,7 @@ async fn balanced_bagging_trains_k_members_then_reports_the_ensemble() {
     // The job's model is the ensemble.
     assert_eq!(job.best_epoch, 6);
     assert_eq!(job.epochs_completed, 6);
-    let p = c
-        .predict(pb::PredictRequest {
-            job_id: job.id.clone(),
-            rows: vec![pb::FeatureRow {
-                values: vec![0.0; 8],
-            }],
-            model: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(p.epoch, 6);
+    assert_eq!(predicting_epoch(&mut c, &job.id, 8).await, 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,7 +199,7 @@ async fn focal_loss_trains_and_says_so() {
     });
     s.class_weights = vec![1.0, 4.0];
     let events = train(&mut c, s).await;
-    job_of(&mut c, &events).await;
+    succeeded_job(&mut c, &events).await;
     let running = running_messages(&events);
     assert!(
         running[1].contains("class weights (MANUAL): 0=1.0000, 1=4.0000")

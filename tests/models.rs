@@ -32,18 +32,7 @@ async fn finished_job_events(
     s: pb::JobSpec,
 ) -> (Vec<pb::JobEvent>, pb::Job) {
     let events = train(c, s).await;
-    assert_eq!(
-        common::statuses(&events).last(),
-        Some(&pb::JobStatus::Succeeded),
-        "{}",
-        common::last_message(&events)
-    );
-    let id = events[0].job_id.clone();
-    let job = c
-        .get_job(pb::GetJobRequest { job_id: id })
-        .await
-        .unwrap()
-        .into_inner();
+    let job = common::succeeded_job(c, &events).await;
     (events, job)
 }
 

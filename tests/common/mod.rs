@@ -161,6 +161,59 @@ pub async fn watch(
     collect(c.watch_job(req).await.unwrap().into_inner()).await
 }
 
+/// The job of a finished history, after checking it succeeded.
+pub async fn succeeded_job(c: &mut TrainerClient<Channel>, events: &[pb::JobEvent]) -> pb::Job {
+    assert_eq!(
+        statuses(events).last(),
+        Some(&pb::JobStatus::Succeeded),
+        "{}",
+        last_message(events)
+    );
+    c.get_job(pb::GetJobRequest {
+        job_id: events[0].job_id.clone(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+}
+
+/// The epoch of the model `Predict` answers with by default (the best), asked with one row
+/// of `features` zeros.
+pub async fn predicting_epoch(
+    c: &mut TrainerClient<Channel>,
+    job_id: &str,
+    features: usize,
+) -> u32 {
+    c.predict(pb::PredictRequest {
+        job_id: job_id.into(),
+        rows: vec![pb::FeatureRow {
+            values: vec![0.0; features],
+        }],
+        model: 0,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .epoch
+}
+
+/// Runs a learning-rate range test to its end: its points and its suggestion.
+pub async fn range_test(
+    c: &mut TrainerClient<Channel>,
+    req: pb::FindLearningRateRequest,
+) -> (Vec<pb::LrPoint>, pb::LrSuggestion) {
+    let mut stream = c.find_learning_rate(req).await.unwrap().into_inner();
+    let mut points = Vec::new();
+    let mut result = None;
+    while let Some(e) = stream.message().await.unwrap() {
+        match e.kind.unwrap() {
+            pb::lr_finder_event::Kind::Point(p) => points.push(p),
+            pb::lr_finder_event::Kind::Result(r) => result = Some(r),
+        }
+    }
+    (points, result.expect("a result ends the stream"))
+}
+
 pub fn statuses(events: &[pb::JobEvent]) -> Vec<pb::JobStatus> {
     events
         .iter()
