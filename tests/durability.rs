@@ -133,26 +133,29 @@ async fn check_resumed_history(
         .into_inner();
     assert!(want.best_epoch >= 1);
     assert_eq!(job.best_epoch, want.best_epoch);
-    let predict = |id: &str, model: pb::ModelVersion| pb::PredictRequest {
+    for model in [pb::ModelVersion::Best, pb::ModelVersion::Last] {
+        assert_same_predictions(c, job_id, &reference[0].job_id, model, 0.25).await;
+    }
+}
+
+/// `Predict` of one row of `value`s answers the same from both jobs' `model`.
+async fn assert_same_predictions(
+    c: &mut TrainerClient<Channel>,
+    job_id: &str,
+    reference_id: &str,
+    model: pb::ModelVersion,
+    value: f32,
+) {
+    let predict = |id: &str| pb::PredictRequest {
         job_id: id.into(),
         rows: vec![pb::FeatureRow {
-            values: vec![0.25; 8],
+            values: vec![value; 8],
         }],
         model: model as i32,
     };
-    for model in [pb::ModelVersion::Best, pb::ModelVersion::Last] {
-        let got = c
-            .predict(predict(job_id, model))
-            .await
-            .unwrap()
-            .into_inner();
-        let expected = c
-            .predict(predict(&reference[0].job_id, model))
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(got, expected, "{model:?} model after the interruption");
-    }
+    let got = c.predict(predict(job_id)).await.unwrap().into_inner();
+    let expected = c.predict(predict(reference_id)).await.unwrap().into_inner();
+    assert_eq!(got, expected, "{model:?} model after the interruption");
 }
 
 /// Submits `spec` to `server`, kills the server with SIGKILL mid-epoch (after epoch 3 ended
@@ -170,27 +173,41 @@ async fn killed_mid_epoch_and_resumed(
     (server, c)
 }
 
-/// Submits `spec`, kills the server with SIGKILL once epoch 4 reported progress, and
-/// restarts it on the same state directory. Returns the job's id, the events seen before
-/// the kill, the restarted server and a client of it.
-async fn kill_mid_epoch_and_restart(
-    dirs: &Dirs,
-    server: ServerProcess,
-    spec: pb::JobSpec,
-) -> (
+/// A job's id, the events seen before the kill, the restarted server and a client of it.
+type Restarted = (
     String,
     Vec<pb::JobEvent>,
     ServerProcess,
     TrainerClient<Channel>,
-) {
-    let mut c = connect(&server).await;
-    let job = c.submit_job(request(spec)).await.unwrap().into_inner();
-    let seen = read_until(
-        &mut c,
-        &job.id,
+);
+
+/// Submits `spec`, kills the server with SIGKILL mid-epoch (once epoch 4 reported
+/// progress), and restarts it on the same state directory.
+async fn kill_mid_epoch_and_restart(
+    dirs: &Dirs,
+    server: ServerProcess,
+    spec: pb::JobSpec,
+) -> Restarted {
+    kill_and_restart(
+        dirs,
+        server,
+        spec,
         |e| matches!(&e.kind, Some(Kind::Iteration(p)) if p.epoch >= 4 && p.iteration >= 30),
     )
-    .await;
+    .await
+}
+
+/// Submits `spec`, kills the server with SIGKILL once `stop` says so of an event, and
+/// restarts it on the same state directory.
+async fn kill_and_restart(
+    dirs: &Dirs,
+    server: ServerProcess,
+    spec: pb::JobSpec,
+    stop: impl Fn(&pb::JobEvent) -> bool,
+) -> Restarted {
+    let mut c = connect(&server).await;
+    let job = c.submit_job(request(spec)).await.unwrap().into_inner();
+    let seen = read_until(&mut c, &job.id, stop).await;
     let (status, _) = server.stop("KILL");
     assert!(!status.success());
     let server = dirs.start();
@@ -349,20 +366,15 @@ async fn an_ensemble_killed_mid_member_resumes_with_the_finished_members() {
     });
     let reference = train(&mut c, s.clone()).await;
     assert_eq!(statuses(&reference).last(), Some(&pb::JobStatus::Succeeded));
-    let job = c.submit_job(request(s)).await.unwrap().into_inner();
     // Kill it inside member 1's second epoch: member 0 is finished, member 1 is not.
-    let seen = read_until(
-        &mut c,
-        &job.id,
+    let (job_id, seen, server, mut c) = kill_and_restart(
+        &dirs,
+        server,
+        s,
         |e| matches!(&e.kind, Some(Kind::Iteration(p)) if p.member == Some(1) && p.epoch == 2),
     )
     .await;
-    let (status, _) = server.stop("KILL");
-    assert!(!status.success());
-
-    let server = dirs.start();
-    let mut c = connect(&server).await;
-    let history = watch(&mut c, &job.id, 1).await;
+    let history = watch(&mut c, &job_id, 1).await;
     assert_gap_free(&history);
     assert_eq!(&history[..seen.len()], &seen[..]);
     assert_eq!(
@@ -374,20 +386,14 @@ async fn an_ensemble_killed_mid_member_resumes_with_the_finished_members() {
     // Every member epoch once, in order, then the ensemble; all equal to the uninterrupted
     // run's.
     assert_eq!(ensemble_history(&history), ensemble_history(&reference));
-    let predict = |id: &str| pb::PredictRequest {
-        job_id: id.into(),
-        rows: vec![pb::FeatureRow {
-            values: vec![0.5; 8],
-        }],
-        model: 0,
-    };
-    let got = c.predict(predict(&job.id)).await.unwrap().into_inner();
-    let want = c
-        .predict(predict(&reference[0].job_id))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(got, want);
+    assert_same_predictions(
+        &mut c,
+        &job_id,
+        &reference[0].job_id,
+        pb::ModelVersion::Unspecified,
+        0.5,
+    )
+    .await;
     server.stop("TERM");
 }
 
