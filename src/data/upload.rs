@@ -18,15 +18,15 @@ use sha2::{Digest, Sha256};
 
 use super::DataError;
 use super::csv_file::{EMPTY_FILE, HEADER_ONLY};
+use crate::domain::UploadKind;
 
 /// What an upload may not exceed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UploadLimits {
     /// The most bytes the file may have.
     pub max_bytes: u64,
-    /// What the file is, and the server flag that sets the limit, for the error message.
-    pub what: &'static str,
-    pub flag: &'static str,
+    /// What the file is (it names the limit's flag in the error message).
+    pub kind: UploadKind,
 }
 
 impl UploadLimits {
@@ -34,8 +34,7 @@ impl UploadLimits {
     pub fn dataset(max_bytes: u64) -> Self {
         Self {
             max_bytes,
-            what: "dataset",
-            flag: "--max-dataset-bytes",
+            kind: UploadKind::Dataset,
         }
     }
 
@@ -43,8 +42,7 @@ impl UploadLimits {
     pub fn model(max_bytes: u64) -> Self {
         Self {
             max_bytes,
-            what: "model",
-            flag: "--max-model-bytes",
+            kind: UploadKind::Model,
         }
     }
 }
@@ -72,15 +70,10 @@ impl UploadSink {
 
     /// Appends `chunk`, refusing it if the file would exceed the limit.
     pub fn write(&mut self, chunk: &[u8]) -> Result<(), UploadError> {
-        let UploadLimits {
-            max_bytes,
-            what,
-            flag,
-        } = self.limits;
+        let UploadLimits { max_bytes, kind } = self.limits;
         if self.bytes.saturating_add(chunk.len() as u64) > max_bytes {
             return Err(UploadError::TooLarge {
-                what,
-                flag,
+                kind,
                 limit: max_bytes,
             });
         }
@@ -144,13 +137,10 @@ pub enum UploadError {
     BadModel(String),
     /// More bytes than the server allows (`flag`).
     #[error(
-        "the {what} exceeds the limit of {limit} bytes; upload a smaller file, or ask the operator to raise {flag}"
+        "the {kind} exceeds the limit of {limit} bytes; upload a smaller file, or ask the operator to raise {}",
+        kind.limit_flag()
     )]
-    TooLarge {
-        what: &'static str,
-        flag: &'static str,
-        limit: u64,
-    },
+    TooLarge { kind: UploadKind, limit: u64 },
     /// The bytes received do not hash to what the client announced.
     #[error(
         "the uploaded bytes have sha256 {actual}, but the client announced {expected}; the data changed in transit or the wrong file was sent; upload it again"
@@ -541,8 +531,7 @@ mod tests {
 
     const NO_LIMIT: UploadLimits = UploadLimits {
         max_bytes: u64::MAX,
-        what: "dataset",
-        flag: "--max-dataset-bytes",
+        kind: UploadKind::Dataset,
     };
 
     /// A small deterministic generator for chunk sizes.

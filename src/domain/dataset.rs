@@ -39,3 +39,39 @@ pub struct ModelParameter {
     pub shape: Vec<i64>,
     pub requires_grad: bool,
 }
+
+/// What an upload is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadKind {
+    Dataset,
+    Model,
+}
+
+impl UploadKind {
+    pub const ALL: [UploadKind; 2] = [UploadKind::Dataset, UploadKind::Model];
+
+    /// The folder of the state directory (and the store's table) that holds them.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Self::Dataset => "datasets",
+            Self::Model => "models",
+        }
+    }
+
+    /// The server flag that limits their size.
+    pub fn limit_flag(self) -> &'static str {
+        match self {
+            Self::Dataset => "--max-dataset-bytes",
+            Self::Model => "--max-model-bytes",
+        }
+    }
+}
+
+impl std::fmt::Display for UploadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Dataset => "dataset",
+            Self::Model => "model",
+        })
+    }
+}

@@ -5,7 +5,7 @@ mod dataset;
 mod event;
 mod spec;
 
-pub use dataset::{DatasetInfo, ModelInfo, ModelParameter};
+pub use dataset::{DatasetInfo, ModelInfo, ModelParameter, UploadKind};
 pub use event::{
     EpochEnd, EventKind, FeatureInfo, IterationProgress, JobEvent, JobStatus, LayerDiagnostics,
     RunInfo,

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{JobError, JobManager, UploadKind};
+use super::{JobError, JobManager};
 use crate::data::upload::{CsvUpload, UploadError, UploadLimits};
+use crate::domain::UploadKind;
 use crate::domain::{DatasetInfo, DatasetSpec, JobStatus, SpecError};
 use crate::store::Store;
 
@@ -154,7 +155,7 @@ impl JobManager {
         self.shared
             .store
             .dataset(id)?
-            .ok_or_else(|| JobError::DatasetNotFound(id.to_string()))
+            .ok_or_else(|| JobError::not_found(UploadKind::Dataset, id))
     }
 
     /// Deletes a dataset unless a queued or running job uses it.
@@ -192,10 +193,10 @@ impl JobManager {
             });
         }
         // Deleted under the lock, so no job can start using it in between.
-        match (delete(&self.shared.store)?, kind) {
-            (true, _) => Ok(()),
-            (false, UploadKind::Dataset) => Err(JobError::DatasetNotFound(id.to_string())),
-            (false, UploadKind::Model) => Err(JobError::ModelNotFound(id.to_string())),
+        if delete(&self.shared.store)? {
+            Ok(())
+        } else {
+            Err(JobError::not_found(kind, id))
         }
     }
 }

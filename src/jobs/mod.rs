@@ -26,7 +26,7 @@ pub use models::{EvalData, ExportFormat, ExportedFile, Predictions};
 use persist::Persister;
 
 use crate::data::{self, DataError};
-use crate::domain::{DatasetSpec, JobSpec, JobStatus, ModelSpec, SpecError};
+use crate::domain::{DatasetSpec, JobSpec, JobStatus, ModelSpec, SpecError, UploadKind};
 use crate::engine::{self, EngineError};
 use crate::store::{self, Store, StoreError, read_checkpoint, take_resume_checkpoint};
 
@@ -67,10 +67,8 @@ pub enum JobError {
         kind: UploadKind,
         error: crate::data::upload::UploadError,
     },
-    #[error("no dataset with id '{0}'; list datasets to see the known ids")]
-    DatasetNotFound(String),
-    #[error("no model with id '{0}'; list models to see the known ids")]
-    ModelNotFound(String),
+    #[error("no {kind} with id '{id}'; list {kind}s to see the known ids")]
+    UploadNotFound { kind: UploadKind, id: String },
     #[error("{kind} '{id}' is used by queued or running job(s) {}; cancel them or wait until they finish", jobs.join(", "))]
     InUse {
         kind: UploadKind,
@@ -83,19 +81,13 @@ pub enum JobError {
     Internal(String),
 }
 
-/// What an upload is of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UploadKind {
-    Dataset,
-    Model,
-}
-
-impl std::fmt::Display for UploadKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Dataset => "dataset",
-            Self::Model => "model",
-        })
+impl JobError {
+    /// No upload of `kind` with this id.
+    pub fn not_found(kind: UploadKind, id: &str) -> Self {
+        Self::UploadNotFound {
+            kind,
+            id: id.to_string(),
+        }
     }
 }
 
@@ -243,12 +235,12 @@ impl JobManager {
         if let DatasetSpec::Uploaded { id } = &spec.dataset
             && self.shared.store.dataset(id)?.is_none()
         {
-            return Err(JobError::DatasetNotFound(id.clone()));
+            return Err(JobError::not_found(UploadKind::Dataset, id));
         }
         if let ModelSpec::TorchScript(m) = &spec.model
             && self.shared.store.model(&m.model_id)?.is_none()
         {
-            return Err(JobError::ModelNotFound(m.model_id.clone()));
+            return Err(JobError::not_found(UploadKind::Model, &m.model_id));
         }
         // A retry that raced with its first attempt.
         if let Some(r) = &request_id

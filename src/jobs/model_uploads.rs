@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::datasets::{PartFile, Upload, already_ended, upload_error};
-use super::{JobError, JobManager, UploadKind};
+use super::{JobError, JobManager};
 use crate::data::upload::{UploadError, UploadLimits, UploadSink};
+use crate::domain::UploadKind;
 use crate::domain::{JobSpec, ModelInfo, ModelSpec, SpecError};
 use crate::engine::script;
 use crate::store::Store;
@@ -105,7 +106,7 @@ impl JobManager {
         self.shared
             .store
             .model(id)?
-            .ok_or_else(|| JobError::ModelNotFound(id.to_string()))
+            .ok_or_else(|| JobError::not_found(UploadKind::Model, id))
     }
 
     /// Deletes a model unless a queued or running job uses it.

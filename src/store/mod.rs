@@ -17,7 +17,9 @@ pub use checkpoint::{
 };
 
 use crate::data::UploadedDatasets;
-use crate::domain::{DatasetInfo, EventKind, JobEvent, JobSpec, ModelInfo, RunInfo, SpecError};
+use crate::domain::{
+    DatasetInfo, EventKind, JobEvent, JobSpec, ModelInfo, RunInfo, SpecError, UploadKind,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -91,8 +93,8 @@ impl Store {
             return Err(StoreError::Locked);
         }
         // Uploads that were in progress when the process stopped are abandoned.
-        for kind in ["datasets", "models"] {
-            let tmp = state_dir.join(kind).join("tmp");
+        for kind in UploadKind::ALL {
+            let tmp = state_dir.join(kind.dir()).join("tmp");
             match std::fs::remove_dir_all(&tmp) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
                 _ => {}
@@ -229,7 +231,7 @@ impl Store {
 
     /// Folder of uploaded dataset files (`<id>.csv`) and of uploads in progress (`tmp/`).
     pub fn datasets_dir(&self) -> PathBuf {
-        self.dir.join("datasets")
+        self.dir.join(UploadKind::Dataset.dir())
     }
 
     pub fn dataset_file(&self, id: &str) -> PathBuf {
@@ -237,27 +239,27 @@ impl Store {
     }
 
     pub fn insert_dataset(&self, info: &DatasetInfo) -> Result<(), StoreError> {
-        self.insert_upload(Upload::Dataset, &info.id, info, info.created)
+        self.insert_upload(UploadKind::Dataset, &info.id, info, info.created)
     }
 
     pub fn dataset(&self, id: &str) -> Result<Option<DatasetInfo>, StoreError> {
-        self.upload(Upload::Dataset, id)
+        self.upload(UploadKind::Dataset, id)
     }
 
     /// Every dataset, oldest first.
     pub fn datasets(&self) -> Result<Vec<DatasetInfo>, StoreError> {
-        self.uploads(Upload::Dataset)
+        self.uploads(UploadKind::Dataset)
     }
 
     /// Removes a dataset's record, then its file. Returns false if there was none.
     pub fn delete_dataset(&self, id: &str) -> Result<bool, StoreError> {
-        self.delete_upload(Upload::Dataset, id, &self.dataset_file(id))
+        self.delete_upload(UploadKind::Dataset, id, &self.dataset_file(id))
     }
 
     /// Folder of uploaded TorchScript models (`<id>.pt`) and of uploads in progress
     /// (`tmp/`).
     pub fn models_dir(&self) -> PathBuf {
-        self.dir.join("models")
+        self.dir.join(UploadKind::Model.dir())
     }
 
     pub fn model_file(&self, id: &str) -> PathBuf {
@@ -265,26 +267,26 @@ impl Store {
     }
 
     pub fn insert_model(&self, info: &ModelInfo) -> Result<(), StoreError> {
-        self.insert_upload(Upload::Model, &info.id, info, info.created)
+        self.insert_upload(UploadKind::Model, &info.id, info, info.created)
     }
 
     pub fn model(&self, id: &str) -> Result<Option<ModelInfo>, StoreError> {
-        self.upload(Upload::Model, id)
+        self.upload(UploadKind::Model, id)
     }
 
     /// Every uploaded model, oldest first.
     pub fn models(&self) -> Result<Vec<ModelInfo>, StoreError> {
-        self.uploads(Upload::Model)
+        self.uploads(UploadKind::Model)
     }
 
     /// Removes a model's record, then its file. Returns false if there was none.
     pub fn delete_model(&self, id: &str) -> Result<bool, StoreError> {
-        self.delete_upload(Upload::Model, id, &self.model_file(id))
+        self.delete_upload(UploadKind::Model, id, &self.model_file(id))
     }
 
     fn insert_upload<T: serde::Serialize>(
         &self,
-        kind: Upload,
+        kind: UploadKind,
         id: &str,
         info: &T,
         created: std::time::SystemTime,
@@ -292,7 +294,7 @@ impl Store {
         self.conn().execute(
             &format!(
                 "INSERT INTO {} (id, info, created_ns) VALUES (?1, ?2, ?3)",
-                kind.table()
+                kind.dir()
             ),
             params![id, encode(info)?, nanos(created)],
         )?;
@@ -301,13 +303,13 @@ impl Store {
 
     fn upload<T: serde::de::DeserializeOwned>(
         &self,
-        kind: Upload,
+        kind: UploadKind,
         id: &str,
     ) -> Result<Option<T>, StoreError> {
         let blob: Option<Vec<u8>> = self
             .conn()
             .query_row(
-                &format!("SELECT info FROM {} WHERE id = ?1", kind.table()),
+                &format!("SELECT info FROM {} WHERE id = ?1", kind.dir()),
                 params![id],
                 |r| r.get(0),
             )
@@ -315,11 +317,14 @@ impl Store {
         Ok(blob.map(|b| rmp_serde::from_slice(&b)).transpose()?)
     }
 
-    fn uploads<T: serde::de::DeserializeOwned>(&self, kind: Upload) -> Result<Vec<T>, StoreError> {
+    fn uploads<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: UploadKind,
+    ) -> Result<Vec<T>, StoreError> {
         let conn = self.conn();
         let mut q = conn.prepare(&format!(
             "SELECT info FROM {} ORDER BY created_ns, rowid",
-            kind.table()
+            kind.dir()
         ))?;
         let blobs = q.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
         let mut out = Vec::new();
@@ -329,9 +334,9 @@ impl Store {
         Ok(out)
     }
 
-    fn delete_upload(&self, kind: Upload, id: &str, file: &Path) -> Result<bool, StoreError> {
+    fn delete_upload(&self, kind: UploadKind, id: &str, file: &Path) -> Result<bool, StoreError> {
         let n = self.conn().execute(
-            &format!("DELETE FROM {} WHERE id = ?1", kind.table()),
+            &format!("DELETE FROM {} WHERE id = ?1", kind.dir()),
             params![id],
         )?;
         match std::fs::remove_file(file) {
@@ -369,22 +374,6 @@ impl UploadedDatasets for Store {
                 ),
             )),
             Err(e) => Err(SpecError::new(field, format!("'{id}' cannot be read: {e}"))),
-        }
-    }
-}
-
-/// The kinds of uploaded file, each with its table.
-#[derive(Debug, Clone, Copy)]
-enum Upload {
-    Dataset,
-    Model,
-}
-
-impl Upload {
-    fn table(self) -> &'static str {
-        match self {
-            Self::Dataset => "datasets",
-            Self::Model => "models",
         }
     }
 }

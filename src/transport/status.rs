@@ -14,7 +14,7 @@ pub fn from_job_error(e: JobError) -> Status {
         JobError::ShuttingDown => Code::Unavailable,
         JobError::RequestIdReused(_) => Code::AlreadyExists,
         JobError::Internal(_) => Code::Internal,
-        JobError::DatasetNotFound(_) | JobError::ModelNotFound(_) => Code::NotFound,
+        JobError::UploadNotFound { .. } => Code::NotFound,
         JobError::InUse { .. } | JobError::NotFinished(_) | JobError::NoModel(_) => {
             Code::FailedPrecondition
         }
