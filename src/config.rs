@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::engine::DeviceChoice;
+use tch::Device;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -84,6 +84,30 @@ impl ServeConfig {
                 .saturating_sub(1)
                 .max(1),
             n => usize::from(n),
+        }
+    }
+}
+
+/// Which device jobs train on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceChoice {
+    /// CUDA when available, else CPU.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+impl DeviceChoice {
+    /// The device to use, or why it cannot be used.
+    pub fn resolve(self) -> Result<Device, String> {
+        match self {
+            Self::Cpu => Ok(Device::Cpu),
+            Self::Auto => Ok(Device::cuda_if_available()),
+            Self::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+            Self::Cuda => Err(
+                "--device cuda was asked for but no CUDA device is available; use --device auto or cpu"
+                    .into(),
+            ),
         }
     }
 }

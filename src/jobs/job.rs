@@ -8,11 +8,12 @@ use tokio::sync::watch;
 
 use super::persist::{Persist, Persister};
 use crate::data::Dataset;
+use crate::domain::Checkpoint;
 use crate::domain::{
     ClassWeighting, EpochEnd, EventKind, FeatureInfo, IterationProgress, JobEvent, JobSpec,
     JobStatus, LossSpec, ModelSelection, RunInfo,
 };
-use crate::engine::{Checkpoint, Observer};
+use crate::engine::Observer;
 use crate::store::StoredJob;
 
 /// A consistent copy of a job's state.

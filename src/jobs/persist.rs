@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use super::job::Job;
+use crate::domain::Checkpoint;
 use crate::domain::EventKind;
 use crate::domain::{JobEvent, RunInfo};
-use crate::engine::Checkpoint;
 use crate::store::{Store, Write, keep_best, prune_checkpoints, write_checkpoint};
 
 /// Writes handled per transaction at most.

@@ -1,0 +1,90 @@
+//! Datasets: reading CSV files safely, generating synthetic data, the stratified split and
+//! normalization. Plain Rust: no tensors, no tokio.
+
+mod csv_file;
+pub mod imbalance;
+mod split;
+mod synthetic;
+pub mod upload;
+
+use std::path::{Path, PathBuf};
+
+pub use csv_file::{load_csv, resolve_data_path};
+pub use split::{Normalizer, Split, stratified_split, train_counts};
+pub use synthetic::generate;
+
+use gradstream_domain::{DatasetSpec, SpecError};
+
+/// A labelled table held in memory: `features` is row-major `rows x width`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    pub width: usize,
+    /// Column names of the features, in column order (`width` of them).
+    pub feature_names: Vec<String>,
+    pub features: Vec<f32>,
+    /// Class index of each row, into `labels`.
+    pub targets: Vec<usize>,
+    /// Class names in class order.
+    pub labels: Vec<String>,
+}
+
+impl Dataset {
+    pub fn rows(&self) -> usize {
+        self.targets.len()
+    }
+
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.features[i * self.width..(i + 1) * self.width]
+    }
+
+    /// Samples per class, in class order.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.labels.len()];
+        for &t in &self.targets {
+            counts[t] += 1;
+        }
+        counts
+    }
+}
+
+/// Why a dataset could not be loaded. Every message says where and what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A spec field is wrong (bad path, label column not found…).
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The file itself is malformed; the message carries `file:line:column`.
+    #[error("{file}:{line}:{column}: {message}")]
+    Malformed {
+        file: String,
+        line: u64,
+        column: u64,
+        message: String,
+    },
+}
+
+/// Where uploaded datasets live.
+pub trait UploadedDatasets {
+    /// The file, label column and name of an uploaded dataset.
+    fn locate(&self, id: &str) -> Result<(PathBuf, String, String), SpecError>;
+}
+
+/// Loads the dataset a spec names. CSV paths are resolved under `data_dir`; uploaded
+/// datasets through `uploaded`.
+pub fn load(
+    spec: &DatasetSpec,
+    data_dir: &Path,
+    uploaded: &dyn UploadedDatasets,
+) -> Result<Dataset, DataError> {
+    match spec {
+        DatasetSpec::Csv { path, label_column } => {
+            let file = resolve_data_path(data_dir, path)?;
+            load_csv(&file, path, label_column.as_deref())
+        }
+        DatasetSpec::Synthetic(s) => Ok(generate(s)?),
+        DatasetSpec::Uploaded { id } => {
+            let (file, label_column, name) = uploaded.locate(id)?;
+            load_csv(&file, &name, Some(&label_column))
+        }
+    }
+}

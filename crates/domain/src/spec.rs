@@ -1,0 +1,1172 @@
+//! A training job's specification and the checks that need no data.
+
+use std::fmt;
+
+/// Upper bound on `epochs`; more is almost certainly a mistake (a unit mix-up).
+pub const MAX_EPOCHS: u32 = 10_000;
+/// Upper bound on `batch_size`.
+pub const MAX_BATCH_SIZE: u32 = 1 << 20;
+const MAX_FEATURES: u32 = 100_000;
+const MAX_CLASSES: u32 = 1_000;
+const MAX_SYNTHETIC_SAMPLES: u64 = 50_000_000;
+/// Generated values (samples × features) a synthetic dataset may hold: 1 GiB of f32.
+const MAX_SYNTHETIC_VALUES: u64 = 1 << 28;
+/// Trainable parameters a model may have (with Adam's state, about 1.6 GB of f32).
+pub const MAX_PARAMETERS: u64 = 100_000_000;
+const MAX_HIDDEN_LAYERS: usize = 64;
+const MAX_LAYER_WIDTH: u32 = 65_536;
+
+/// A bad field in a request: which field, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SpecError {
+    /// Dotted path of the field, as named in the proto (`spec.batch_size`).
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl SpecError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JobSpec {
+    pub name: String,
+    pub dataset: DatasetSpec,
+    pub model: ModelSpec,
+    pub epochs: u32,
+    pub batch_size: u32,
+    pub learning_rate: f64,
+    pub optimizer: OptimizerSpec,
+    /// One per class in class order; empty = unweighted.
+    pub class_weights: Vec<f64>,
+    pub validation_fraction: f64,
+    pub seed: u64,
+    /// Iterations between progress reports; 0 = about 20 per epoch.
+    pub report_every: u32,
+    /// The metric that picks the best epoch's model.
+    #[serde(default)]
+    pub best_model_metric: ModelSelection,
+    #[serde(default)]
+    pub class_weighting: ClassWeighting,
+    /// Resampling of the training split; `None` = as it is.
+    #[serde(default)]
+    pub resampling: Option<ResamplingSpec>,
+    /// Train an ensemble; `None` = one model.
+    #[serde(default)]
+    pub ensemble: Option<EnsembleSpec>,
+    #[serde(default)]
+    pub loss: LossSpec,
+    /// Largest total L2 norm of the gradients; `None` = no clipping.
+    #[serde(default)]
+    pub gradient_clip_norm: Option<f64>,
+    /// Stop when `best_model_metric` stops improving; `None` = train every epoch.
+    #[serde(default)]
+    pub early_stopping: Option<EarlyStopping>,
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+    /// Per-layer diagnostics at each epoch end.
+    #[serde(default = "yes")]
+    pub layer_diagnostics: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A learning-rate schedule, as given in a job spec (`spec.lr_schedule`).
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub enum LrSchedule {
+    #[default]
+    Constant,
+    /// torch StepLR(step_size, gamma), stepped once per epoch.
+    Step { step_size: u32, gamma: f64 },
+    /// torch ExponentialLR(gamma), per epoch.
+    Exponential { gamma: f64 },
+    /// Linear warmup for `warmup_epochs` epochs (torch `LinearLR(start_factor =
+    /// warmup_start_factor, end_factor = 1, total_iters = warmup_epochs)`), then
+    /// `CosineAnnealingLR(T_max = epochs - warmup_epochs, eta_min)`: exactly torch
+    /// `SequentialLR([LinearLR, CosineAnnealingLR], milestones = [warmup_epochs])`. With
+    /// `warmup_epochs = 0` it is plain `CosineAnnealingLR(T_max = epochs, eta_min)`. Per epoch.
+    Cosine {
+        warmup_epochs: u32,
+        warmup_start_factor: f64,
+        eta_min: f64,
+    },
+    /// torch `OneCycleLR(max_lr, total_steps = epochs * steps_per_epoch, pct_start,
+    /// anneal_strategy = 'cos', div_factor, final_div_factor, three_phase = False,
+    /// cycle_momentum = False)`, stepped every iteration. The job's learning_rate is max_lr.
+    OneCycle {
+        pct_start: f64,
+        div_factor: f64,
+        final_div_factor: f64,
+    },
+    /// torch `ReduceLROnPlateau(mode = 'max' if maximize else 'min', factor, patience,
+    /// threshold, threshold_mode = 'rel', cooldown, min_lr)` (eps = 1e-8), stepped once per
+    /// epoch with the monitored metric value.
+    ReduceOnPlateau {
+        maximize: bool,
+        factor: f64,
+        patience: u32,
+        threshold: f64,
+        cooldown: u32,
+        min_lr: f64,
+    },
+}
+
+/// Stop after `patience` epochs in which `best_model_metric` improved by no more than
+/// `min_delta` on the best so far.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EarlyStopping {
+    pub patience: u32,
+    pub min_delta: f64,
+}
+
+/// Where the class weights come from.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub enum ClassWeighting {
+    /// Unweighted.
+    None,
+    /// `class_weights` as given (empty = unweighted).
+    #[default]
+    Manual,
+    /// `n / (k * count_c)` over the training split (scikit-learn's "balanced").
+    Balanced,
+    /// Cui et al.: `(1 - beta) / (1 - beta^count_c)`, scaled to sum to `k`.
+    EffectiveNumber { beta: f64 },
+}
+
+/// Resampling of the training split.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ResamplingSpec {
+    pub method: ResamplingMethod,
+    /// In (0, 1]: see `data::imbalance` for the target sizes.
+    pub ratio: f64,
+    /// A new draw every epoch, or one before training.
+    pub per_epoch: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ResamplingMethod {
+    RandomOversample,
+    RandomUndersample,
+    Smote { k_neighbors: u32 },
+}
+
+/// An ensemble of models trained on different draws of the training split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum EnsembleSpec {
+    /// Each member: all rows of the smallest class and as many drawn from each other class.
+    BalancedBagging { members: u32 },
+}
+
+impl EnsembleSpec {
+    pub fn members(&self) -> u32 {
+        match self {
+            Self::BalancedBagging { members } => *members,
+        }
+    }
+}
+
+/// Most members an ensemble may have.
+pub const MAX_ENSEMBLE_MEMBERS: u32 = 50;
+
+/// The training loss (both honour the class weights).
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub enum LossSpec {
+    #[default]
+    CrossEntropy,
+    /// Softmax focal loss with focusing parameter `gamma` (0 = cross-entropy).
+    Focal { gamma: f64 },
+}
+
+/// Which of a job's models a request means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ModelVersion {
+    /// The best epoch's, by the spec's `best_model_metric`.
+    #[default]
+    Best,
+    /// The last finished epoch's.
+    Last,
+}
+
+/// How a job's best epoch is chosen: by a metric of the validation split (of the training
+/// split when there is no validation split).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum ModelSelection {
+    /// Lowest loss.
+    #[default]
+    Loss,
+    Accuracy,
+    MacroF1,
+    /// An epoch whose ROC AUC is undefined never wins.
+    RocAuc,
+    /// Macro average precision; an epoch where it is undefined never wins.
+    AveragePrecision,
+}
+
+impl ModelSelection {
+    /// The metric's value as a score where higher is better (loss is negated); `None`
+    /// when it is undefined.
+    pub fn score(self, m: &gradstream_metrics::Metrics) -> Option<f64> {
+        let v = match self {
+            Self::Loss => Some(-m.loss),
+            Self::Accuracy => Some(m.accuracy),
+            Self::MacroF1 => Some(m.macro_avg.f1),
+            Self::RocAuc => m.roc_auc,
+            Self::AveragePrecision => m.average_precision,
+        };
+        v.filter(|v| !v.is_nan())
+    }
+
+    /// The metric's value as reported (loss not negated).
+    pub fn value(self, m: &gradstream_metrics::Metrics) -> Option<f64> {
+        self.score(m).map(|s| self.value_of_score(s))
+    }
+
+    /// A score (higher is better) back as the metric's value.
+    pub fn value_of_score(self, score: f64) -> f64 {
+        if self == Self::Loss { -score } else { score }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum DatasetSpec {
+    /// A CSV file, relative to the server's data directory.
+    Csv {
+        path: String,
+        /// Header name of the label column; `None` = the last column.
+        label_column: Option<String>,
+    },
+    Synthetic(SyntheticSpec),
+    /// A dataset uploaded through the Datasets service.
+    Uploaded {
+        id: String,
+    },
+}
+
+/// Gaussian clusters, one per class.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SyntheticSpec {
+    pub samples: u64,
+    pub features: u32,
+    pub classes: u32,
+    /// Relative class frequencies; empty = balanced.
+    pub class_ratios: Vec<f64>,
+    pub separation: f64,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum ModelSpec {
+    Mlp(MlpSpec),
+    Cnn(CnnSpec),
+    /// A user's TorchScript module, uploaded with `UploadModel`.
+    TorchScript(ScriptSpec),
+}
+
+impl ModelSpec {
+    /// The dense part: the whole MLP, or a CNN's head after its convolutions; none for a
+    /// TorchScript module.
+    pub fn dense(&self) -> Option<&MlpSpec> {
+        match self {
+            Self::Mlp(m) => Some(m),
+            Self::Cnn(c) => Some(&c.dense),
+            Self::TorchScript(_) => None,
+        }
+    }
+}
+
+/// A user's TorchScript module. The client names `model_id` (and `input_shape`); the job
+/// manager fills in the rest when the job is submitted, from the uploaded file and a trial
+/// forward pass on the job's data.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ScriptSpec {
+    pub model_id: String,
+    /// Rows are reshaped to `[batch, c, h, w]` when set; else passed as `[batch, features]`.
+    pub input_shape: Option<[u32; 3]>,
+    /// The uploaded module's file under the state directory.
+    pub file: std::path::PathBuf,
+    /// Elements of its parameters.
+    pub parameters: u64,
+    /// Its forward fails in training mode on a batch of one row (batch norm does that).
+    pub needs_batch_of_two: bool,
+}
+
+/// A convolutional network over feature columns read as an image (row-major
+/// channels × height × width), then dense layers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CnnSpec {
+    /// Channels, height, width.
+    pub input: [u32; 3],
+    pub blocks: Vec<ConvBlock>,
+    /// Average each channel over the map before the dense layers (then the parameter count
+    /// does not depend on the image size); otherwise the map is flattened.
+    pub global_average_pool: bool,
+    pub dense: MlpSpec,
+}
+
+/// Convolution → [batch norm] → activation → [pooling].
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ConvBlock {
+    pub channels: u32,
+    pub kernel: u32,
+    pub stride: u32,
+    pub padding: u32,
+    pub batch_norm: bool,
+    pub activation: Activation,
+    pub pool: Pool,
+}
+
+/// Pooling after a convolution block, window = stride = the size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Pool {
+    None,
+    Max(u32),
+    Avg(u32),
+}
+
+impl CnnSpec {
+    /// The feature map after each block (channels, height, width), or the index of the
+    /// first block that leaves nothing.
+    pub fn shapes(&self) -> Result<Vec<[u64; 3]>, usize> {
+        let [_, mut h, mut w] = self.input.map(u64::from);
+        let mut out = Vec::with_capacity(self.blocks.len());
+        for (i, b) in self.blocks.iter().enumerate() {
+            let (k, s, p) = (
+                u64::from(b.kernel),
+                u64::from(b.stride.max(1)),
+                u64::from(b.padding),
+            );
+            if h + 2 * p < k || w + 2 * p < k {
+                return Err(i);
+            }
+            h = (h + 2 * p - k) / s + 1;
+            w = (w + 2 * p - k) / s + 1;
+            if let Pool::Max(n) | Pool::Avg(n) = b.pool {
+                h /= u64::from(n.max(1));
+                w /= u64::from(n.max(1));
+            }
+            if h == 0 || w == 0 {
+                return Err(i);
+            }
+            out.push([u64::from(b.channels), h, w]);
+        }
+        Ok(out)
+    }
+
+    /// Inputs of the dense part.
+    pub fn flat_features(&self) -> u64 {
+        let [c, h, w] = self
+            .shapes()
+            .ok()
+            .and_then(|s| s.last().copied())
+            .unwrap_or(self.input.map(u64::from));
+        if self.global_average_pool {
+            c
+        } else {
+            c * h * w
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MlpSpec {
+    pub hidden_layers: Vec<u32>,
+    pub activation: Activation,
+    pub batch_norm: bool,
+    pub dropout: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Activation {
+    Relu,
+    Tanh,
+    Sigmoid,
+    LeakyRelu,
+    Gelu,
+}
+
+/// An optimizer with every default resolved (PyTorch's defaults).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum OptimizerSpec {
+    Sgd {
+        momentum: f64,
+        nesterov: bool,
+        weight_decay: f64,
+    },
+    /// Adam; with `decoupled` weight decay it is AdamW.
+    Adam {
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+        decoupled: bool,
+    },
+    RmsProp {
+        alpha: f64,
+        eps: f64,
+        momentum: f64,
+        weight_decay: f64,
+    },
+    AdaDelta {
+        rho: f64,
+        eps: f64,
+        weight_decay: f64,
+    },
+}
+
+impl OptimizerSpec {
+    pub fn adam_default() -> Self {
+        Self::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sgd { .. } => "sgd",
+            Self::Adam {
+                decoupled: false, ..
+            } => "adam",
+            Self::Adam {
+                decoupled: true, ..
+            } => "adamw",
+            Self::RmsProp { .. } => "rmsprop",
+            Self::AdaDelta { .. } => "adadelta",
+        }
+    }
+}
+
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Relu => "relu",
+            Self::Tanh => "tanh",
+            Self::Sigmoid => "sigmoid",
+            Self::LeakyRelu => "leaky_relu",
+            Self::Gelu => "gelu",
+        })
+    }
+}
+
+fn check(ok: bool, field: &str, message: impl FnOnce() -> String) -> Result<(), SpecError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError::new(field, message()))
+    }
+}
+
+fn check_unit(value: f64, field: &str, what: &str) -> Result<(), SpecError> {
+    check(
+        value.is_finite() && (0.0..1.0).contains(&value),
+        field,
+        || format!("{what} must be in [0, 1), got {value}"),
+    )
+}
+
+fn check_non_negative(value: f64, field: &str) -> Result<(), SpecError> {
+    check(value.is_finite() && value >= 0.0, field, || {
+        format!("must be a finite number >= 0, got {value}")
+    })
+}
+
+fn check_positive(value: f64, field: &str) -> Result<(), SpecError> {
+    check(value.is_finite() && value > 0.0, field, || {
+        format!("must be a finite number > 0, got {value}")
+    })
+}
+
+impl JobSpec {
+    /// The number under which the checkpoint holding `end`'s model is stored: the epoch for
+    /// one model; for ensembles, epochs count on across members (member `m`'s epoch `e` is
+    /// `m * epochs + e`) and the ensemble's own metrics belong to the last one.
+    pub fn checkpoint_epoch(&self, end: &crate::EpochEnd) -> u32 {
+        match (end.member, self.ensemble) {
+            (Some(m), _) => m * self.epochs + end.epoch,
+            (None, Some(e)) if end.ensemble => e.members() * self.epochs,
+            _ => end.epoch,
+        }
+    }
+
+    /// Every check that needs no data. Checks that need the dataset (class weights against
+    /// the number of classes, an empty file) happen when the dataset is read.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        check(self.epochs >= 1, "spec.epochs", || {
+            "must be at least 1; set the number of passes over the training data".into()
+        })?;
+        check(self.epochs <= MAX_EPOCHS, "spec.epochs", || {
+            format!(
+                "{} is more than the limit of {MAX_EPOCHS}; use fewer epochs",
+                self.epochs
+            )
+        })?;
+        check(self.batch_size >= 1, "spec.batch_size", || {
+            "must be at least 1; 32 to 256 is typical".into()
+        })?;
+        check(self.batch_size <= MAX_BATCH_SIZE, "spec.batch_size", || {
+            format!(
+                "{} is more than the limit of {MAX_BATCH_SIZE}",
+                self.batch_size
+            )
+        })?;
+        check(
+            self.learning_rate.is_finite() && self.learning_rate > 0.0,
+            "spec.learning_rate",
+            || {
+                format!(
+                    "must be a finite number > 0, got {}; 0.001 is a usual start for Adam",
+                    self.learning_rate
+                )
+            },
+        )?;
+        check(
+            self.validation_fraction.is_finite() && (0.0..0.9).contains(&self.validation_fraction),
+            "spec.validation_fraction",
+            || {
+                format!(
+                    "must be in [0, 0.9), got {}; 0.2 holds out a fifth of the data",
+                    self.validation_fraction
+                )
+            },
+        )?;
+        self.validate_class_weights(None)?;
+        self.validate_imbalance()?;
+        self.validate_dynamics()?;
+        validate_schedule(&self.lr_schedule, self.epochs)?;
+        self.validate_optimizer()?;
+        self.validate_model()?;
+        self.validate_dataset()
+    }
+
+    /// Gradient clipping and early stopping.
+    fn validate_dynamics(&self) -> Result<(), SpecError> {
+        if let Some(c) = self.gradient_clip_norm {
+            check_positive(c, "spec.gradient_clip_norm")?;
+        }
+        if let Some(e) = &self.early_stopping {
+            check(e.patience >= 1, "spec.early_stopping.patience", || {
+                "must be at least 1 epoch; 3 to 10 is usual".into()
+            })?;
+            check_non_negative(e.min_delta, "spec.early_stopping.min_delta")?;
+            check(self.ensemble.is_none(), "spec.early_stopping", || {
+                "applies to single models, not to ensembles; remove it or spec.ensemble".into()
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Class weighting, resampling, ensemble and loss settings, and how they combine.
+    fn validate_imbalance(&self) -> Result<(), SpecError> {
+        let manual = !self.class_weights.is_empty();
+        match self.class_weighting {
+            ClassWeighting::Manual => {}
+            ClassWeighting::None => check(!manual, "spec.class_weights", || {
+                "are given but class_weighting is NONE; set class_weighting to MANUAL to use them, or remove them".into()
+            })?,
+            ClassWeighting::Balanced | ClassWeighting::EffectiveNumber { .. } => {
+                check(!manual, "spec.class_weights", || {
+                    "are given together with a class_weighting that computes the weights (BALANCED or EFFECTIVE_NUMBER); remove class_weights, or set class_weighting to MANUAL".into()
+                })?
+            }
+        }
+        if let ClassWeighting::EffectiveNumber { beta } = self.class_weighting {
+            check_unit(beta, "spec.effective_number_beta", "beta")?;
+        }
+        if let Some(r) = &self.resampling {
+            check(
+                r.ratio.is_finite() && r.ratio > 0.0 && r.ratio <= 1.0,
+                "spec.resampling.ratio",
+                || {
+                    format!(
+                        "must be in (0, 1], got {}; 1 makes the classes equal, 0.5 brings the smaller ones to half the largest",
+                        r.ratio
+                    )
+                },
+            )?;
+            if let ResamplingMethod::Smote { k_neighbors } = r.method {
+                check(k_neighbors >= 1, "spec.resampling.k_neighbors", || {
+                    "must be at least 1; 5 is usual".into()
+                })?;
+            }
+        }
+        if let Some(e) = &self.ensemble {
+            let m = e.members();
+            check(
+                (2..=MAX_ENSEMBLE_MEMBERS).contains(&m),
+                "spec.ensemble.members",
+                || format!("must be 2 to {MAX_ENSEMBLE_MEMBERS}, got {m}; 5 to 10 is usual"),
+            )?;
+            check(self.resampling.is_none(), "spec.resampling", || {
+                "cannot be combined with BALANCED_BAGGING, which already balances each member's data; remove one of them".into()
+            })?;
+        }
+        if let LossSpec::Focal { gamma } = self.loss {
+            check(
+                gamma.is_finite() && (0.0..=20.0).contains(&gamma),
+                "spec.loss.gamma",
+                || format!("must be in [0, 20], got {gamma}; 2 is usual (0 is cross-entropy)"),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Class weights: none negative or non-finite, not all zero, and (when the number of
+    /// classes is known) one per class.
+    pub fn validate_class_weights(&self, classes: Option<&[String]>) -> Result<(), SpecError> {
+        let w = &self.class_weights;
+        if w.is_empty() {
+            return Ok(());
+        }
+        for (i, v) in w.iter().enumerate() {
+            check(
+                v.is_finite() && *v >= 0.0,
+                &format!("spec.class_weights[{i}]"),
+                || format!("must be a finite number >= 0, got {v}"),
+            )?;
+        }
+        check(w.iter().any(|v| *v > 0.0), "spec.class_weights", || {
+            "are all zero; give at least one class a weight > 0, or leave the list empty for unweighted training".into()
+        })?;
+        if let Some(labels) = classes {
+            check(w.len() == labels.len(), "spec.class_weights", || {
+                format!(
+                    "has {} entries but the dataset has {} classes ({}); give one weight per class in that order",
+                    w.len(),
+                    labels.len(),
+                    labels.join(", ")
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The spec as a client gives it: without what the server derives when the job is
+    /// submitted (a TorchScript model's file, parameter count and batch needs).
+    pub fn as_requested(&self) -> JobSpec {
+        let mut s = self.clone();
+        if let ModelSpec::TorchScript(t) = &mut s.model {
+            t.file = Default::default();
+            t.parameters = 0;
+            t.needs_batch_of_two = false;
+        }
+        s
+    }
+
+    /// Models trained: an ensemble's members, else 1.
+    pub fn members(&self) -> u64 {
+        self.ensemble.map_or(1, |e| u64::from(e.members()))
+    }
+
+    /// Parameters of all the models the job trains (every ensemble member's).
+    pub fn total_parameter_count(&self, inputs: u64, classes: u64) -> u64 {
+        self.parameter_count(inputs, classes)
+            .saturating_mul(self.members())
+    }
+
+    /// Trainable parameters of the model for `inputs` features and `classes` classes.
+    pub fn parameter_count(&self, inputs: u64, classes: u64) -> u64 {
+        let mlp = match &self.model {
+            ModelSpec::TorchScript(s) => return s.parameters,
+            ModelSpec::Mlp(m) => m,
+            ModelSpec::Cnn(c) => &c.dense,
+        };
+        let (mut total, mut fan_in) = (0u64, inputs);
+        if let ModelSpec::Cnn(cnn) = &self.model {
+            let mut ch = u64::from(cnn.input[0]);
+            for b in &cnn.blocks {
+                let (out, k) = (u64::from(b.channels), u64::from(b.kernel));
+                total = total.saturating_add(ch.saturating_mul(out).saturating_mul(k * k) + out);
+                if b.batch_norm {
+                    total = total.saturating_add(2 * out);
+                }
+                ch = out;
+            }
+            fan_in = cnn.flat_features();
+        }
+        for &w in &mlp.hidden_layers {
+            let w = u64::from(w);
+            total = total.saturating_add(fan_in.saturating_mul(w).saturating_add(w));
+            if mlp.batch_norm {
+                total = total.saturating_add(2 * w);
+            }
+            fan_in = w;
+        }
+        total.saturating_add(fan_in.saturating_mul(classes).saturating_add(classes))
+    }
+
+    /// A CNN's input shape must hold exactly the dataset's feature columns.
+    pub fn validate_inputs(&self, width: u64) -> Result<(), SpecError> {
+        let (field, shape) = match &self.model {
+            ModelSpec::Cnn(cnn) => ("spec.model.cnn.input", cnn.input),
+            ModelSpec::TorchScript(ScriptSpec {
+                input_shape: Some(shape),
+                ..
+            }) => ("spec.model.torchscript.input_shape", *shape),
+            _ => return Ok(()),
+        };
+        let [c, h, w] = shape.map(u64::from);
+        check(c * h * w == width, field, || {
+            format!(
+                "channels x height x width = {c} x {h} x {w} = {} but the dataset has {width} feature columns; give a shape whose product is {width}",
+                c * h * w
+            )
+        })
+    }
+
+    /// Batch statistics need at least two samples: with batch norm, refuses a batch size
+    /// that leaves a last batch of one sample (PyTorch refuses such a batch too).
+    pub fn validate_batches(&self, train_samples: u64) -> Result<(), SpecError> {
+        let batch_norm = self.model.dense().is_some_and(|d| d.batch_norm)
+            || matches!(&self.model, ModelSpec::Cnn(c) if c.blocks.iter().any(|b| b.batch_norm))
+            || matches!(&self.model, ModelSpec::TorchScript(s) if s.needs_batch_of_two);
+        let bs = u64::from(self.batch_size);
+        let single =
+            train_samples == 1 || (train_samples > bs && train_samples % bs == 1) || bs == 1;
+        check(!(batch_norm && single), "spec.batch_size", || {
+            format!(
+                "{} every batch needs at least 2 samples, but {train_samples} training samples in batches of {bs} leave a batch of 1; choose another batch size (e.g. {}) or validation_fraction",
+                if matches!(self.model, ModelSpec::TorchScript(_)) {
+                    "the TorchScript module fails on a training batch of one row (batch norm does that), so"
+                } else {
+                    "with batch_norm,"
+                },
+                if bs == 1 { 2 } else { bs + 1 }
+            )
+        })
+    }
+
+    /// Refuses models too large to train here, before any memory is allocated.
+    pub fn validate_model_size(&self, inputs: u64, classes: u64) -> Result<(), SpecError> {
+        let members = self.members();
+        let n = self.total_parameter_count(inputs, classes);
+        check(n <= MAX_PARAMETERS, "spec.model", || {
+            let across = if members > 1 {
+                format!(" (across {members} ensemble members)")
+            } else {
+                String::new()
+            };
+            format!(
+                "the model would have {n} parameters{across} for {inputs} features and {classes} classes, more than the limit of {MAX_PARAMETERS}; use fewer or narrower hidden layers"
+            )
+        })
+    }
+
+    fn validate_optimizer(&self) -> Result<(), SpecError> {
+        let f = "spec.optimizer";
+        match self.optimizer {
+            OptimizerSpec::Sgd {
+                momentum,
+                nesterov,
+                weight_decay,
+            } => {
+                check_non_negative(momentum, &format!("{f}.momentum"))?;
+                check_non_negative(weight_decay, &format!("{f}.weight_decay"))?;
+                check(
+                    !nesterov || momentum > 0.0,
+                    &format!("{f}.nesterov"),
+                    || {
+                        "Nesterov momentum needs momentum > 0; set optimizer.momentum (0.9 is usual) or turn nesterov off".into()
+                    },
+                )
+            }
+            OptimizerSpec::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..
+            } => {
+                check_unit(beta1, &format!("{f}.beta1"), "beta1")?;
+                check_unit(beta2, &format!("{f}.beta2"), "beta2")?;
+                check_positive(eps, &format!("{f}.eps"))?;
+                check_non_negative(weight_decay, &format!("{f}.weight_decay"))
+            }
+            OptimizerSpec::RmsProp {
+                alpha,
+                eps,
+                momentum,
+                weight_decay,
+            } => {
+                check_unit(alpha, &format!("{f}.rho"), "rho (RMSprop alpha)")?;
+                check_positive(eps, &format!("{f}.eps"))?;
+                check_non_negative(momentum, &format!("{f}.momentum"))?;
+                check_non_negative(weight_decay, &format!("{f}.weight_decay"))
+            }
+            OptimizerSpec::AdaDelta {
+                rho,
+                eps,
+                weight_decay,
+            } => {
+                check(
+                    rho.is_finite() && (0.0..=1.0).contains(&rho),
+                    &format!("{f}.rho"),
+                    || format!("must be in [0, 1], got {rho}; 0.9 is usual"),
+                )?;
+                check_positive(eps, &format!("{f}.eps"))?;
+                check_non_negative(weight_decay, &format!("{f}.weight_decay"))
+            }
+        }
+    }
+
+    fn validate_model(&self) -> Result<(), SpecError> {
+        let (f, mlp) = match &self.model {
+            ModelSpec::Mlp(mlp) => ("spec.model.mlp", mlp),
+            ModelSpec::TorchScript(s) => {
+                let f = "spec.model.torchscript";
+                check(
+                    !s.model_id.trim().is_empty(),
+                    &format!("{f}.model_id"),
+                    || {
+                        "is empty; upload the module with UploadModel and give its id (ListModels shows them)".into()
+                    },
+                )?;
+                if let Some(shape) = s.input_shape {
+                    for (i, d) in shape.iter().enumerate() {
+                        check(*d >= 1, &format!("{f}.input_shape"), || {
+                            format!(
+                                "dimension {i} is 0; channels, height and width must be at least 1"
+                            )
+                        })?;
+                    }
+                }
+                return Ok(());
+            }
+            ModelSpec::Cnn(cnn) => {
+                let f = "spec.model.cnn";
+                for (i, d) in cnn.input.iter().enumerate() {
+                    check(*d >= 1, &format!("{f}.input"), || {
+                        format!("dimension {i} is 0; channels, height and width must be at least 1")
+                    })?;
+                }
+                check(
+                    cnn.blocks.len() <= MAX_HIDDEN_LAYERS,
+                    &format!("{f}.blocks"),
+                    || {
+                        format!(
+                            "has {} blocks, more than the limit of {MAX_HIDDEN_LAYERS}",
+                            cnn.blocks.len()
+                        )
+                    },
+                )?;
+                for (i, b) in cnn.blocks.iter().enumerate() {
+                    let g = format!("{f}.blocks[{i}]");
+                    check(
+                        (1..=4096).contains(&b.channels),
+                        &format!("{g}.channels"),
+                        || format!("must be 1 to 4096, got {}", b.channels),
+                    )?;
+                    check(
+                        (1..=64).contains(&b.kernel),
+                        &format!("{g}.kernel_size"),
+                        || format!("must be 1 to 64, got {}", b.kernel),
+                    )?;
+                    check(b.stride >= 1, &format!("{g}.stride"), || {
+                        "must be at least 1".into()
+                    })?;
+                    check(b.padding < b.kernel.max(1), &format!("{g}.padding"), || {
+                        format!(
+                            "must be smaller than kernel_size ({}), got {}",
+                            b.kernel, b.padding
+                        )
+                    })?;
+                    if let Pool::Max(n) | Pool::Avg(n) = b.pool {
+                        check(n >= 1, &format!("{g}.pool_size"), || {
+                            "must be at least 1".into()
+                        })?;
+                    }
+                }
+                if let Err(i) = cnn.shapes() {
+                    return Err(SpecError::new(
+                        format!("{f}.blocks[{i}]"),
+                        format!(
+                            "leaves no feature map for a {}x{}x{} input; use padding, smaller kernels or strides, or fewer pooling blocks",
+                            cnn.input[0], cnn.input[1], cnn.input[2]
+                        ),
+                    ));
+                }
+                ("spec.model.cnn.dense", &cnn.dense)
+            }
+        };
+        check(
+            mlp.hidden_layers.len() <= MAX_HIDDEN_LAYERS,
+            &format!("{f}.hidden_layers"),
+            || {
+                format!(
+                    "has {} layers, more than the limit of {MAX_HIDDEN_LAYERS}",
+                    mlp.hidden_layers.len()
+                )
+            },
+        )?;
+        for (i, w) in mlp.hidden_layers.iter().enumerate() {
+            check(
+                (1..=MAX_LAYER_WIDTH).contains(w),
+                &format!("{f}.hidden_layers[{i}]"),
+                || format!("width must be 1 to {MAX_LAYER_WIDTH}, got {w}"),
+            )?;
+        }
+        check_unit(mlp.dropout, &format!("{f}.dropout"), "dropout probability")
+    }
+
+    fn validate_dataset(&self) -> Result<(), SpecError> {
+        match &self.dataset {
+            DatasetSpec::Csv { path, .. } => {
+                check(!path.trim().is_empty(), "spec.dataset.csv.path", || {
+                    "is empty; give a CSV file's path relative to the server's data directory"
+                        .into()
+                })
+            }
+            DatasetSpec::Uploaded { id } => {
+                check(!id.trim().is_empty(), "spec.dataset.dataset_id", || {
+                    "is empty; give the id UploadDataset returned (list them with ListDatasets)"
+                        .into()
+                })
+            }
+            DatasetSpec::Synthetic(s) => {
+                let f = "spec.dataset.synthetic";
+                check(s.samples >= 1, &format!("{f}.samples"), || {
+                    "is 0, which makes an empty dataset; ask for at least one sample per class"
+                        .into()
+                })?;
+                check(
+                    s.samples <= MAX_SYNTHETIC_SAMPLES,
+                    &format!("{f}.samples"),
+                    || {
+                        format!(
+                            "{} is more than the limit of {MAX_SYNTHETIC_SAMPLES}",
+                            s.samples
+                        )
+                    },
+                )?;
+                check(
+                    (1..=MAX_FEATURES).contains(&s.features),
+                    &format!("{f}.features"),
+                    || format!("must be 1 to {MAX_FEATURES}, got {}", s.features),
+                )?;
+                let values = s.samples * u64::from(s.features);
+                check(
+                    values <= MAX_SYNTHETIC_VALUES,
+                    &format!("{f}.samples"),
+                    || {
+                        format!(
+                            "{} samples x {} features is {values} values, more than the limit of {MAX_SYNTHETIC_VALUES}; use fewer samples or features",
+                            s.samples, s.features
+                        )
+                    },
+                )?;
+                check(s.classes >= 2, &format!("{f}.classes"), || {
+                    format!("a classifier needs at least 2 classes, got {}", s.classes)
+                })?;
+                check(s.classes <= MAX_CLASSES, &format!("{f}.classes"), || {
+                    format!("{} is more than the limit of {MAX_CLASSES}", s.classes)
+                })?;
+                check(
+                    s.separation.is_finite() && s.separation >= 0.0,
+                    &format!("{f}.separation"),
+                    || format!("must be a finite number >= 0, got {}", s.separation),
+                )?;
+                if !s.class_ratios.is_empty() {
+                    check(
+                        s.class_ratios.len() == s.classes as usize,
+                        &format!("{f}.class_ratios"),
+                        || {
+                            format!(
+                                "has {} entries for {} classes; give one ratio per class or none",
+                                s.class_ratios.len(),
+                                s.classes
+                            )
+                        },
+                    )?;
+                    for (i, r) in s.class_ratios.iter().enumerate() {
+                        check_positive(*r, &format!("{f}.class_ratios[{i}]"))?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Checks a schedule from a job spec; the error names the field (`spec.lr_schedule.<field>`)
+/// and says what to change.
+pub fn validate_schedule(schedule: &LrSchedule, epochs: u32) -> Result<(), SpecError> {
+    fn bad(field: &str, value: impl std::fmt::Display, rule: &str) -> Result<(), SpecError> {
+        Err(SpecError::new(
+            format!("spec.lr_schedule.{field}"),
+            format!("is {value}; {rule}"),
+        ))
+    }
+    fn gamma_ok(gamma: f64) -> Result<(), SpecError> {
+        if gamma > 0.0 && gamma <= 1.0 {
+            Ok(())
+        } else {
+            bad(
+                "gamma",
+                gamma,
+                "set it to a value in (0, 1] (greater than 0, at most 1; 1 keeps the lr constant)",
+            )
+        }
+    }
+    match *schedule {
+        LrSchedule::Constant => Ok(()),
+        LrSchedule::Step { step_size, gamma } => {
+            if step_size < 1 {
+                return bad(
+                    "step_size",
+                    step_size,
+                    "set it to at least 1 (epochs between decays)",
+                );
+            }
+            gamma_ok(gamma)
+        }
+        LrSchedule::Exponential { gamma } => gamma_ok(gamma),
+        LrSchedule::Cosine {
+            warmup_epochs,
+            warmup_start_factor,
+            eta_min,
+        } => {
+            if warmup_epochs >= epochs {
+                return bad(
+                    "warmup_epochs",
+                    warmup_epochs,
+                    &format!(
+                        "set it below spec.epochs ({epochs}) so that at least one cosine epoch remains, or use 0 for no warmup"
+                    ),
+                );
+            }
+            if !(warmup_start_factor > 0.0 && warmup_start_factor <= 1.0) {
+                return bad(
+                    "warmup_start_factor",
+                    warmup_start_factor,
+                    "set it to a value in (0, 1] (the fraction of the learning rate the warmup starts from)",
+                );
+            }
+            if !(eta_min.is_finite() && eta_min >= 0.0) {
+                return bad(
+                    "eta_min",
+                    eta_min,
+                    "set it to a finite value >= 0 (the final learning rate)",
+                );
+            }
+            Ok(())
+        }
+        LrSchedule::OneCycle {
+            pct_start,
+            div_factor,
+            final_div_factor,
+        } => {
+            if !(pct_start > 0.0 && pct_start < 1.0) {
+                return bad(
+                    "pct_start",
+                    pct_start,
+                    "set it to a value in (0, 1) (the fraction of steps spent increasing the lr, e.g. 0.3)",
+                );
+            }
+            if !(div_factor.is_finite() && div_factor > 0.0) {
+                return bad(
+                    "div_factor",
+                    div_factor,
+                    "set it to a finite value > 0 (initial lr = learning_rate / div_factor, e.g. 25)",
+                );
+            }
+            if !(final_div_factor.is_finite() && final_div_factor > 0.0) {
+                return bad(
+                    "final_div_factor",
+                    final_div_factor,
+                    "set it to a finite value > 0 (final lr = initial lr / final_div_factor, e.g. 1e4)",
+                );
+            }
+            Ok(())
+        }
+        LrSchedule::ReduceOnPlateau {
+            factor,
+            threshold,
+            min_lr,
+            ..
+        } => {
+            if !(factor > 0.0 && factor < 1.0) {
+                return bad(
+                    "factor",
+                    factor,
+                    "set it to a value in (0, 1) (the lr is multiplied by it on a plateau, e.g. 0.1)",
+                );
+            }
+            if !(threshold.is_finite() && threshold >= 0.0) {
+                return bad(
+                    "threshold",
+                    threshold,
+                    "set it to a finite value >= 0 (relative improvement needed to count, e.g. 1e-4)",
+                );
+            }
+            if !(min_lr.is_finite() && min_lr >= 0.0) {
+                return bad(
+                    "min_lr",
+                    min_lr,
+                    "set it to a finite value >= 0 (lower bound on the learning rate)",
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_count_matches_the_layers() {
+        let spec = |hidden: Vec<u32>, batch_norm: bool| JobSpec {
+            name: String::new(),
+            dataset: DatasetSpec::Csv {
+                path: "x.csv".into(),
+                label_column: None,
+            },
+            model: ModelSpec::Mlp(MlpSpec {
+                hidden_layers: hidden,
+                activation: Activation::Relu,
+                batch_norm,
+                dropout: 0.0,
+            }),
+            epochs: 1,
+            batch_size: 1,
+            learning_rate: 0.1,
+            optimizer: OptimizerSpec::adam_default(),
+            class_weights: vec![],
+            validation_fraction: 0.2,
+            seed: 0,
+            report_every: 0,
+            best_model_metric: ModelSelection::Loss,
+            class_weighting: ClassWeighting::Manual,
+            resampling: None,
+            ensemble: None,
+            loss: LossSpec::CrossEntropy,
+            gradient_clip_norm: None,
+            early_stopping: None,
+            lr_schedule: LrSchedule::Constant,
+            layer_diagnostics: true,
+        };
+        assert_eq!(spec(vec![], false).parameter_count(4, 3), 4 * 3 + 3);
+        assert_eq!(
+            spec(vec![8], true).parameter_count(4, 3),
+            4 * 8 + 8 + 16 + 8 * 3 + 3
+        );
+        assert!(
+            spec(vec![65_536; 8], false)
+                .validate_model_size(10, 2)
+                .is_err()
+        );
+        assert!(spec(vec![128], false).validate_model_size(32, 10).is_ok());
+    }
+}

@@ -1,0 +1,206 @@
+//! Balanced bagging: members trained one after the other, each on every row of the
+//! smallest class and an equal-sized draw of every other class, then the ensemble (the mean
+//! of the members' probabilities) evaluated once.
+
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Kind, Tensor, nn};
+
+use super::{
+    BAGGING_SEED, EngineError, EvalSet, InMemoryLoader, LossFn, Member, Network, Observer, Run,
+    SHUFFLE_SEED, TrainSplit, TrainingState, build_model, in_chunks, load_model_vars,
+    probability_metrics, train_model,
+};
+use gradstream_data::imbalance::balanced_bootstrap;
+use gradstream_domain::EpochEnd;
+
+/// Trains the members not yet trained (after `resume`, a checkpoint of the whole
+/// ensemble's progress), then reports the ensemble's metrics.
+pub(super) fn train(
+    run: &Run<'_>,
+    members: u32,
+    split: &TrainSplit,
+    validation: Option<&EvalSet>,
+    observer: &mut dyn Observer,
+    cancel: &AtomicBool,
+    resume: Option<TrainingState>,
+) -> Result<(), EngineError> {
+    let spec = run.spec;
+    let epochs = spec.epochs;
+    let (first, mut finished, mut resume) = match resume {
+        None => (0, Vec::new(), None),
+        Some(mut c) => {
+            let member = (c.epoch - 1) / epochs;
+            let mut finished = member_vars(&c, member);
+            c.epoch -= member * epochs;
+            if c.epoch == epochs && c.iteration == 0 {
+                // That member had finished: its variables are the checkpoint's model.
+                finished.push(own_vars(&c));
+                (member + 1, finished, None)
+            } else {
+                (member, finished, Some(c))
+            }
+        }
+    };
+    for m in first..members {
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(spec.seed.wrapping_add(BAGGING_SEED) ^ (u64::from(m) << 32));
+        let rows = balanced_bootstrap(&split.targets, split.classes, &mut rng);
+        let mut features = Vec::with_capacity(rows.len() * split.width);
+        for &r in &rows {
+            features.extend_from_slice(&split.features[r * split.width..(r + 1) * split.width]);
+        }
+        let targets: Vec<usize> = rows.iter().map(|&r| split.targets[r]).collect();
+        let mut loader = InMemoryLoader::new(
+            &features,
+            split.width,
+            &targets,
+            spec.batch_size as usize,
+            spec.seed.wrapping_add(SHUFFLE_SEED) ^ (u64::from(m) << 40),
+            run.device,
+        );
+        let member_run = Run {
+            member: Some(Member {
+                index: m,
+                finished: &finished,
+            }),
+            ..*run
+        };
+        let vars = train_model(
+            &member_run,
+            &mut loader,
+            validation,
+            observer,
+            cancel,
+            resume.take(),
+        )?;
+        finished.push(vars);
+    }
+
+    let start = Instant::now();
+    let models = finished
+        .iter()
+        .map(|vars| member_model(run.spec, run.width, run.labels.len(), run.device, vars))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut models: Vec<Network> = models.into_iter().map(|(_, m)| m).collect();
+    let loss = LossFn::new(run.class_weights, spec.loss);
+    let mut metrics = |x: &Tensor, targets: &[usize], curves: bool| {
+        let probs = mean_probabilities(&mut models, x)?;
+        let l = loss.of_probabilities(&probs, targets);
+        Ok::<_, EngineError>(probability_metrics(run.labels, targets, &probs, l, curves))
+    };
+    let train_x = Tensor::from_slice(&split.features)
+        .f_view([split.targets.len() as i64, split.width as i64])?
+        .f_to_device(run.device)?;
+    let train = metrics(&train_x, &split.targets, validation.is_none())?;
+    let validation = validation
+        .map(|v| metrics(&v.features, &v.targets, true))
+        .transpose()?;
+    observer.epoch_end(EpochEnd {
+        epoch: epochs,
+        train,
+        validation,
+        seconds: start.elapsed().as_secs_f64(),
+        best_epoch: 0,
+        member: None,
+        ensemble: true,
+        generalization_gap: None,
+        overfitting: false,
+        layers: Vec::new(),
+        diagnostics_seconds: 0.0,
+    });
+    Ok(())
+}
+
+/// The mean of the members' softmax probabilities on `x` (evaluation mode), row-major
+/// `n x k` in host memory.
+fn mean_probabilities(models: &mut [Network], x: &Tensor) -> Result<Vec<f32>, EngineError> {
+    let mean = in_chunks(x, |c| mean_softmax(models.iter_mut(), c))?
+        .f_to_device(Device::Cpu)?
+        .f_flatten(0, -1)?;
+    Ok(Vec::<f32>::try_from(&mean)?)
+}
+
+/// The mean of the models' softmax probabilities on `x` (evaluation mode), `[n, k]` on
+/// `x`'s device. One model: its probabilities exactly.
+pub(super) fn mean_softmax<'a>(
+    models: impl Iterator<Item = &'a mut Network>,
+    x: &Tensor,
+) -> Result<Tensor, EngineError> {
+    let mut sum: Option<Tensor> = None;
+    let mut count = 0;
+    for m in models {
+        let p = m.forward_t(x, false)?.f_softmax(-1, Kind::Float)?;
+        sum = Some(match sum {
+            None => p,
+            Some(s) => s.f_add(&p)?,
+        });
+        count += 1;
+    }
+    let sum = sum.ok_or_else(|| EngineError::Internal("a model without members".into()))?;
+    Ok(if count == 1 {
+        sum
+    } else {
+        sum.f_div_scalar(f64::from(count))?
+    })
+}
+
+/// A model of `spec` rebuilt on `device` from its variables (`model.<name>`): an ensemble's
+/// member, or a checkpoint's model.
+pub(super) fn member_model(
+    spec: &gradstream_domain::JobSpec,
+    width: usize,
+    classes: usize,
+    device: Device,
+    vars: &[(String, Tensor)],
+) -> Result<(nn::VarStore, Network), EngineError> {
+    let vs = nn::VarStore::new(device);
+    let model = build_model(&vs, spec, width, classes, Some(vars))?;
+    load_model_vars(&vs, vars)?;
+    Ok((vs, model))
+}
+
+/// The variables of members `0..count` carried in a checkpoint (`member<j>.model.<name>`),
+/// renamed `model.<name>`.
+pub fn member_vars(c: &TrainingState, count: u32) -> Vec<Vec<(String, Tensor)>> {
+    (0..count)
+        .map(|j| {
+            let prefix = format!("member{j}.");
+            c.tensors
+                .iter()
+                .filter_map(|(name, t)| {
+                    name.strip_prefix(&prefix)
+                        .map(|rest| (rest.to_string(), t.shallow_clone()))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The checkpoint's own model variables.
+pub(super) fn own_vars(c: &TrainingState) -> Vec<(String, Tensor)> {
+    c.tensors
+        .iter()
+        .filter(|(name, _)| name.starts_with("model."))
+        .map(|(name, t)| (name.clone(), t.shallow_clone()))
+        .collect()
+}
+
+/// How many finished members' variables a checkpoint carries.
+pub fn members_in(c: &TrainingState) -> u32 {
+    c.tensors
+        .iter()
+        .filter_map(|(name, _)| {
+            name.strip_prefix("member")?
+                .split_once('.')?
+                .0
+                .parse::<u32>()
+                .ok()
+        })
+        .map(|j| j + 1)
+        .max()
+        .unwrap_or(0)
+}
