@@ -55,6 +55,20 @@ impl Renderer {
                 Some((_, bar)) => bar.suspend(|| print_epoch(e)),
                 None => print_epoch(e),
             },
+            Some(Kind::RangePoint(p)) => println!(
+                "  {:>5}  lr {:<12.4e} loss {:.4}  smoothed {:.4}",
+                p.iteration, p.learning_rate, p.loss, p.smoothed_loss
+            ),
+            Some(Kind::RangeResult(r)) => println!(
+                "suggested learning rate: {:e} (lowest loss at {:e}{})",
+                r.suggested_learning_rate,
+                r.min_loss_learning_rate,
+                if r.diverged {
+                    "; the loss diverged"
+                } else {
+                    ""
+                }
+            ),
             None => {}
         }
     }
@@ -380,6 +394,17 @@ pub fn event_json(ev: &pb::JobEvent) -> Value {
             }),
         ),
         Some(Kind::Epoch(e)) => ("epoch", epoch_json(e)),
+        Some(Kind::RangePoint(p)) => (
+            "range_point",
+            json!({"iteration": p.iteration, "learning_rate": p.learning_rate, "loss": p.loss,
+                "smoothed_loss": p.smoothed_loss}),
+        ),
+        Some(Kind::RangeResult(r)) => (
+            "range_result",
+            json!({"suggested_learning_rate": r.suggested_learning_rate,
+                "min_loss_learning_rate": r.min_loss_learning_rate, "diverged": r.diverged,
+                "iterations": r.iterations}),
+        ),
         None => return v,
     };
     v[key] = body;
@@ -389,6 +414,10 @@ pub fn event_json(ev: &pb::JobEvent) -> Value {
 fn job_json(j: &pb::Job) -> Value {
     json!({
         "id": j.id,
+        "kind": match pb::JobKind::try_from(j.kind) {
+            Ok(pb::JobKind::RangeTest) => "range_test",
+            _ => "training",
+        },
         "name": j.spec.as_ref().map(|s| s.name.clone()),
         "status": status_name(j.status),
         "message": j.message,

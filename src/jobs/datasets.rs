@@ -177,26 +177,26 @@ impl JobManager {
         uses: impl Fn(&crate::domain::JobSpec) -> bool,
         delete: impl FnOnce(&Store) -> Result<bool, crate::store::StoreError>,
     ) -> Result<(), JobError> {
-        let state = self.shared.lock();
-        let users: Vec<String> = state
-            .order
-            .iter()
-            .filter(|j| uses(&j.spec))
-            .filter(|j| matches!(j.status(), JobStatus::Queued | JobStatus::Running))
-            .map(|j| j.id.clone())
-            .collect();
-        if !users.is_empty() {
-            return Err(JobError::InUse {
-                kind,
-                id: id.to_string(),
-                jobs: users,
-            });
-        }
-        // Deleted under the lock, so no job can start using it in between.
-        if delete(&self.shared.store)? {
-            Ok(())
-        } else {
-            Err(JobError::not_found(kind, id))
-        }
+        self.shared.scheduler.with_jobs(|jobs| {
+            let users: Vec<String> = jobs
+                .iter()
+                .filter(|j| uses(&j.spec))
+                .filter(|j| matches!(j.status(), JobStatus::Queued | JobStatus::Running))
+                .map(|j| j.id.clone())
+                .collect();
+            if !users.is_empty() {
+                return Err(JobError::InUse {
+                    kind,
+                    id: id.to_string(),
+                    jobs: users,
+                });
+            }
+            // Deleted under the lock, so no job can start using it in between.
+            if delete(&self.shared.store)? {
+                Ok(())
+            } else {
+                Err(JobError::not_found(kind, id))
+            }
+        })
     }
 }

@@ -8,18 +8,17 @@ use tokio::sync::watch;
 
 use super::persist::{Persist, Persister};
 use crate::data::Dataset;
-use crate::domain::Checkpoint;
 use crate::domain::{
-    ClassWeighting, EpochEnd, EventKind, FeatureInfo, IterationProgress, JobEvent, JobSpec,
-    JobStatus, LossSpec, ModelSelection, RunInfo,
+    Checkpoint, EpochEnd, EventKind, FeatureInfo, JobEvent, JobKind, JobSpec, JobStatus,
+    ModelSelection, RunInfo,
 };
-use crate::engine::Observer;
 use crate::store::StoredJob;
 
 /// A consistent copy of a job's state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobSnapshot {
     pub id: String,
+    pub kind: JobKind,
     pub spec: JobSpec,
     pub status: JobStatus,
     pub message: String,
@@ -55,6 +54,7 @@ pub enum StopReason {
 pub(super) struct Job {
     pub id: String,
     pub request_id: Option<String>,
+    pub kind: JobKind,
     pub spec: JobSpec,
     created: SystemTime,
     cancel: AtomicBool,
@@ -132,7 +132,7 @@ impl Inner {
                 }
                 self.last_epoch = Some((**e).clone());
             }
-            EventKind::Iteration(_) => {}
+            EventKind::Iteration(_) | EventKind::RangePoint(_) | EventKind::RangeResult(_) => {}
         }
     }
 }
@@ -141,6 +141,7 @@ impl Job {
     pub fn new(
         id: String,
         request_id: Option<String>,
+        kind: JobKind,
         spec: JobSpec,
         dataset: Dataset,
         persister: Persister,
@@ -149,6 +150,7 @@ impl Job {
         Self {
             id,
             request_id,
+            kind,
             spec,
             created: SystemTime::now(),
             cancel: AtomicBool::new(false),
@@ -174,6 +176,7 @@ impl Job {
         Self {
             id: stored.id,
             request_id: stored.request_id,
+            kind: stored.kind,
             spec: stored.spec,
             created: stored.created,
             cancel: AtomicBool::new(false),
@@ -241,21 +244,44 @@ impl Job {
         !self.lock().events.is_empty()
     }
 
-    /// Records RUNNING, saying where training resumes when it does.
-    pub fn start(self: &Arc<Self>, device: String) {
-        let resumed = {
-            let mut inner = self.lock();
-            inner.device = device.clone();
-            inner.epochs_completed
-        };
-        let message = match resumed {
-            0 => format!("training on {device}"),
-            e => format!("resumed after {e} complete epoch(s), training on {device}"),
-        };
+    /// Records RUNNING on `device`.
+    pub fn start(self: &Arc<Self>, device: String, message: String) {
+        self.lock().device = device;
         self.push(EventKind::Status {
             status: JobStatus::Running,
             message,
         });
+    }
+
+    /// Keeps what a run reports about itself at its start (and writes it).
+    pub fn record_info(self: &Arc<Self>, info: RunInfo) {
+        {
+            let mut inner = self.lock();
+            inner.labels = info.labels.clone();
+            inner.info = Some(info.clone());
+        }
+        self.persister.send(Persist::Info(self.id.clone(), info));
+    }
+
+    /// Hands a checkpoint to the writer.
+    pub fn save_checkpoint(self: &Arc<Self>, checkpoint: Checkpoint) {
+        self.persister
+            .send(Persist::Checkpoint(self.clone(), checkpoint));
+    }
+
+    /// The metric that picks the best epoch, and the best epoch so far with its score.
+    pub fn best(&self) -> (ModelSelection, Option<(u32, f64)>) {
+        let inner = self.lock();
+        (inner.selection, inner.best)
+    }
+
+    /// The recorded events for which `f` gives a value, oldest first.
+    pub fn events_matching<T>(&self, f: impl Fn(&EventKind) -> Option<T>) -> Vec<T> {
+        self.lock()
+            .events
+            .iter()
+            .filter_map(|e| f(&e.kind))
+            .collect()
     }
 
     pub fn set_status(self: &Arc<Self>, status: JobStatus, message: String) {
@@ -303,6 +329,7 @@ impl Job {
         let info = inner.info.as_ref();
         JobSnapshot {
             id: self.id.clone(),
+            kind: self.kind,
             spec: self.spec.clone(),
             status: inner.status,
             message: inner.message.clone(),
@@ -329,114 +356,6 @@ impl Job {
                 .unwrap_or_default(),
         }
     }
-}
-
-/// Feeds engine reports into the job's log and the writer.
-pub(super) struct JobObserver<'a> {
-    job: &'a Arc<Job>,
-}
-
-impl<'a> JobObserver<'a> {
-    pub fn new(job: &'a Arc<Job>) -> Self {
-        Self { job }
-    }
-}
-
-impl Observer for JobObserver<'_> {
-    fn started(&mut self, info: RunInfo) {
-        {
-            let mut inner = self.job.lock();
-            inner.labels = info.labels.clone();
-            inner.info = Some(info.clone());
-        }
-        let imbalance = imbalance_summary(&self.job.spec, &info);
-        self.job
-            .persister
-            .send(Persist::Info(self.job.id.clone(), info));
-        if let Some(message) = imbalance {
-            self.job.set_status(JobStatus::Running, message);
-        }
-    }
-
-    fn iteration(&mut self, progress: IterationProgress) {
-        self.job.push(EventKind::Iteration(progress));
-    }
-
-    fn checkpoint(&mut self, checkpoint: Checkpoint) {
-        // A mid-epoch checkpoint only matters to a job that will resume.
-        if checkpoint.iteration > 0 && self.job.stop_reason() != Some(StopReason::Shutdown) {
-            return;
-        }
-        self.job
-            .persister
-            .send(Persist::Checkpoint(self.job.clone(), checkpoint));
-    }
-
-    fn epoch_end(&mut self, mut epoch: EpochEnd) {
-        // Only this thread pushes epoch events, so the best cannot change in between.
-        let (selection, best) = {
-            let inner = self.job.lock();
-            (inner.selection, inner.best)
-        };
-        // An ensemble's model is the whole ensemble: only its own metrics can be best.
-        let candidate = self.job.spec.ensemble.is_none() || epoch.ensemble;
-        let score = selection
-            .score(epoch.selection_metrics())
-            .filter(|_| candidate);
-        let this = self.job.spec.checkpoint_epoch(&epoch);
-        epoch.best_epoch = match (best, score) {
-            (Some((_, old)), Some(new)) if new > old => this,
-            (None, Some(_)) => this,
-            (Some((b, _)), _) => b,
-            (None, None) => 0,
-        };
-        self.job.push(EventKind::Epoch(Box::new(epoch)));
-    }
-}
-
-/// What a job does about class imbalance, for a status message at its start: the class
-/// weights it uses, and the class counts before and after resampling. `None` when it does
-/// nothing about it.
-fn imbalance_summary(spec: &JobSpec, info: &RunInfo) -> Option<String> {
-    let mut parts = Vec::new();
-    if !info.class_weights.is_empty() {
-        let how = match spec.class_weighting {
-            ClassWeighting::Balanced => "BALANCED",
-            ClassWeighting::EffectiveNumber { .. } => "EFFECTIVE_NUMBER",
-            _ => "MANUAL",
-        };
-        let w: Vec<String> = info
-            .labels
-            .iter()
-            .zip(&info.class_weights)
-            .map(|(l, w)| format!("{l}={w:.4}"))
-            .collect();
-        parts.push(format!("class weights ({how}): {}", w.join(", ")));
-    }
-    let counts = |c: &[u64]| {
-        info.labels
-            .iter()
-            .zip(c)
-            .map(|(l, n)| format!("{l}:{n}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    if spec.resampling.is_some() || spec.ensemble.is_some() {
-        let what = if let Some(e) = spec.ensemble {
-            format!("balanced bagging, {} members, each", e.members())
-        } else {
-            "resampling".to_string()
-        };
-        parts.push(format!(
-            "{what}: training rows per class {} -> {}",
-            counts(&info.train_class_counts),
-            counts(&info.resampled_class_counts)
-        ));
-    }
-    if let LossSpec::Focal { gamma } = spec.loss {
-        parts.push(format!("focal loss (gamma {gamma})"));
-    }
-    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// One watcher's position in a job's log.

@@ -99,7 +99,7 @@ impl JobManager {
         target_recall: Option<f64>,
         positive_label: Option<&str>,
     ) -> Result<(u32, Evaluation), JobError> {
-        let snap = self.shared.find(job_id)?.snapshot();
+        let snap = self.shared.scheduler.find(job_id)?.snapshot();
         let positive = positive_label
             .map(|l| class_of(&snap.labels, l, "positive_label"))
             .transpose()?;
@@ -190,7 +190,7 @@ impl JobManager {
                 let named: Vec<(&str, &tch::Tensor)> =
                     state.iter().map(|(n, t)| (n.as_str(), t)).collect();
                 tch::Tensor::write_safetensors(&named, &path).map_err(internal)?;
-                let job = self.shared.find(job_id)?;
+                let job = self.shared.scheduler.find(job_id)?;
                 let module_names = module_file_names(modules.len());
                 let card = model_card(
                     &snap,
@@ -233,7 +233,7 @@ impl JobManager {
         let mut attempts = 3;
         let (snap, epoch, c) = loop {
             attempts -= 1;
-            let snap = self.shared.find(job_id)?.snapshot();
+            let snap = self.shared.scheduler.find(job_id)?.snapshot();
             let epoch = model_epoch(&snap, job_id, version)?;
             let key = (job_id.to_string(), epoch, device == Device::Cpu);
             if let Some(m) = self.shared.models.get(&key) {

@@ -5,11 +5,12 @@ use std::time::SystemTime;
 use super::pb;
 use crate::domain::{
     Activation, ClassWeighting, CnnSpec, ConvBlock, DatasetInfo, DatasetSpec, EarlyStopping,
-    EnsembleSpec, EpochEnd, EventKind, IterationProgress, JobEvent, JobSpec, JobStatus, LossSpec,
-    LrSchedule, MlpSpec, ModelInfo, ModelSelection, ModelSpec, ModelVersion, OptimizerSpec, Pool,
-    ResamplingMethod, ResamplingSpec, ScriptSpec, SpecError, SyntheticSpec,
+    EnsembleSpec, EpochEnd, EventKind, IterationProgress, JobEvent, JobKind, JobSpec, JobStatus,
+    LossSpec, LrPoint, LrSchedule, LrSuggestion, MlpSpec, ModelInfo, ModelSelection, ModelSpec,
+    ModelVersion, OptimizerSpec, Pool, RangeTest, ResamplingMethod, ResamplingSpec, ScriptSpec,
+    SpecError, SyntheticSpec,
 };
-use crate::jobs::{EvalData, ExportFormat, JobQuery, JobSnapshot, Predictions};
+use crate::jobs::{EvalData, ExportFormat, JobError, JobQuery, JobSnapshot, Predictions};
 use crate::metrics::curves::{ClassCurves, ThresholdPoint};
 use crate::metrics::{Averages, ClassMetrics, ConfusionMatrix, Evaluation, Metrics};
 
@@ -663,6 +664,10 @@ pub fn status(s: JobStatus) -> pb::JobStatus {
 }
 
 pub fn job(j: &JobSnapshot) -> pb::Job {
+    let range = match j.kind {
+        JobKind::RangeTest(t) => Some(t),
+        JobKind::Training => None,
+    };
     pb::Job {
         id: j.id.clone(),
         spec: Some(spec_to_pb(&j.spec)),
@@ -684,7 +689,66 @@ pub fn job(j: &JobSnapshot) -> pb::Job {
         class_weights: j.class_weights.clone(),
         train_class_counts: j.train_class_counts.clone(),
         resampled_class_counts: j.resampled_class_counts.clone(),
+        kind: match j.kind {
+            JobKind::Training => pb::JobKind::Training,
+            JobKind::RangeTest(_) => pb::JobKind::RangeTest,
+        } as i32,
+        range_min_lr: range.map(|t| t.min_lr),
+        range_max_lr: range.map(|t| t.max_lr),
+        range_iterations: range.map(|t| t.iterations),
     }
+}
+
+/// A `FindLearningRate` request as the spec and the test's settings (unset: the defaults).
+pub fn range_test(req: pb::FindLearningRateRequest) -> Result<(JobSpec, RangeTest), SpecError> {
+    let d = RangeTest::DEFAULT;
+    Ok((
+        job_spec(req.spec)?,
+        RangeTest {
+            min_lr: req.min_lr.unwrap_or(d.min_lr),
+            max_lr: req.max_lr.unwrap_or(d.max_lr),
+            iterations: req.iterations.unwrap_or(d.iterations),
+        },
+    ))
+}
+
+fn lr_point(p: &LrPoint) -> pb::LrPoint {
+    pb::LrPoint {
+        iteration: p.iteration,
+        learning_rate: p.learning_rate,
+        loss: p.loss,
+        smoothed_loss: p.smoothed_loss,
+    }
+}
+
+fn lr_suggestion(s: &LrSuggestion) -> pb::LrSuggestion {
+    pb::LrSuggestion {
+        suggested_learning_rate: s.suggested,
+        min_loss_learning_rate: s.min_loss,
+        diverged: s.diverged,
+        iterations: s.iterations,
+    }
+}
+
+/// What a range-test job's event means to a `FindLearningRate` stream: a point, the
+/// result, the job's failure or cancellation, or nothing (its other status changes).
+pub fn lr_finder_event(e: &JobEvent) -> Option<Result<pb::LrFinderEvent, JobError>> {
+    use pb::lr_finder_event::Kind;
+    let kind = match &e.kind {
+        EventKind::RangePoint(p) => Kind::Point(lr_point(p)),
+        EventKind::RangeResult(s) => Kind::Result(lr_suggestion(s)),
+        EventKind::Status { status, message }
+            if matches!(status, JobStatus::Failed | JobStatus::Cancelled) =>
+        {
+            return Some(Err(JobError::RangeTestEnded {
+                id: e.job_id.clone(),
+                status: *status,
+                message: message.clone(),
+            }));
+        }
+        _ => return None,
+    };
+    Some(Ok(pb::LrFinderEvent { kind: Some(kind) }))
 }
 
 pub fn event(e: &JobEvent) -> pb::JobEvent {
@@ -696,6 +760,8 @@ pub fn event(e: &JobEvent) -> pb::JobEvent {
         }),
         EventKind::Iteration(p) => Kind::Iteration(iteration(p)),
         EventKind::Epoch(x) => Kind::Epoch(epoch_end(x)),
+        EventKind::RangePoint(p) => Kind::RangePoint(lr_point(p)),
+        EventKind::RangeResult(r) => Kind::RangeResult(lr_suggestion(r)),
     };
     pb::JobEvent {
         job_id: e.job_id.clone(),

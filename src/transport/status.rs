@@ -4,7 +4,7 @@
 use tonic::{Code, Status};
 
 use crate::data::upload::UploadError;
-use crate::domain::SpecError;
+use crate::domain::{JobStatus, SpecError};
 use crate::jobs::JobError;
 
 pub fn from_job_error(e: JobError) -> Status {
@@ -18,6 +18,11 @@ pub fn from_job_error(e: JobError) -> Status {
         JobError::InUse { .. } | JobError::NotFinished(_) | JobError::NoModel(_) => {
             Code::FailedPrecondition
         }
+        JobError::RangeTestEnded { status, .. } => match status {
+            JobStatus::Cancelled => Code::Cancelled,
+            JobStatus::Queued => Code::Unavailable,
+            JobStatus::Failed | JobStatus::Running | JobStatus::Succeeded => Code::Internal,
+        },
         JobError::Upload { error, .. } => match error {
             UploadError::Malformed(_)
             | UploadError::BadModel(_)

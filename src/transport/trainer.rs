@@ -10,9 +10,6 @@ use tonic::{Request, Response, Status};
 
 use super::pb::trainer_server::{Trainer, TrainerServer};
 use super::{convert, pb, status};
-use std::sync::atomic::AtomicBool;
-
-use crate::engine::{LrPoint, RangeTest};
 use crate::jobs::{JobError, JobManager, JobSnapshot, Subscription};
 
 /// Events buffered per watcher before the watcher's task waits for its client. The log
@@ -187,70 +184,57 @@ impl Trainer for TrainerService {
     type FindLearningRateStream =
         Pin<Box<dyn Stream<Item = Result<pb::LrFinderEvent, Status>> + Send>>;
 
+    /// Submits a range-test job and streams its points and suggestion. A bad spec is an
+    /// RPC error; a client that goes away before the end cancels the job.
     async fn find_learning_rate(
         &self,
         req: Request<pb::FindLearningRateRequest>,
     ) -> Result<Response<Self::FindLearningRateStream>, Status> {
-        use pb::lr_finder_event::Kind;
-        let req = req.into_inner();
-        let spec = convert::job_spec(req.spec).map_err(status::from_spec_error)?;
-        let test = RangeTest {
-            min_lr: req.min_lr.unwrap_or(1e-7),
-            max_lr: req.max_lr.unwrap_or(10.0),
-            iterations: req.iterations.unwrap_or(200),
-        };
+        let (spec, test) =
+            convert::range_test(req.into_inner()).map_err(status::from_spec_error)?;
+        let jobs = self.jobs.clone();
+        let job = blocking(move || jobs.submit_range_test(spec, test, None)).await?;
+        let mut sub = self
+            .jobs
+            .subscribe(&job.id, 1)
+            .map_err(status::from_job_error)?;
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
         let jobs = self.jobs.clone();
-        let points = tx.clone();
-        // Checked before streaming starts, so a bad spec is an RPC error, not a stream
-        // error; a client that goes away stops the test.
-        let (first_tx, first_rx) = tokio::sync::oneshot::channel();
-        tokio::task::spawn_blocking(move || {
-            let cancel = AtomicBool::new(false);
-            let mut first = Some(first_tx);
-            let mut on_point = |p: LrPoint| {
-                if let Some(f) = first.take() {
-                    let _ = f.send(Ok(()));
-                }
-                let event = pb::LrFinderEvent {
-                    kind: Some(Kind::Point(pb::LrPoint {
-                        iteration: p.iteration,
-                        learning_rate: p.learning_rate,
-                        loss: p.loss,
-                        smoothed_loss: p.smoothed_loss,
-                    })),
+        tokio::spawn(async move {
+            let ended = loop {
+                let batch = tokio::select! {
+                    b = sub.next_batch() => b,
+                    _ = tx.closed() => break false,
                 };
-                if points.blocking_send(Ok(event)).is_err() {
-                    cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+                let Some(batch) = batch else { break true };
+                for ev in batch {
+                    let Some(out) = convert::lr_finder_event(&ev) else {
+                        continue;
+                    };
+                    if tx.send(out.map_err(status::from_job_error)).await.is_err() {
+                        break;
+                    }
+                }
+                if tx.is_closed() {
+                    break false;
                 }
             };
-            let result = jobs.find_learning_rate(spec, test, &mut on_point, &cancel);
-            let last = result
-                .map_err(status::from_job_error)
-                .map(|s| pb::LrFinderEvent {
-                    kind: Some(Kind::Result(pb::LrSuggestion {
-                        suggested_learning_rate: s.suggested,
-                        min_loss_learning_rate: s.min_loss,
-                        diverged: s.diverged,
-                        iterations: s.iterations,
-                    })),
-                });
-            match first.take() {
-                // It failed before its first point: answer the RPC with the error.
-                Some(f) if last.is_err() => {
-                    let _ = f.send(last.map(|_| ()));
-                }
-                other => {
-                    if let Some(f) = other {
-                        let _ = f.send(Ok(()));
-                    }
-                    let _ = tx.blocking_send(last);
-                }
+            if !ended {
+                // The client went away: the test is of no use to anyone now.
+                let _ = jobs.cancel(&job.id);
+            } else if let Ok(j) = jobs.get(&job.id)
+                && !j.status.is_terminal()
+            {
+                // The stream closed at a shutdown: the job runs again after the restart.
+                let _ = tx
+                    .send(Err(status::from_job_error(JobError::RangeTestEnded {
+                        id: j.id,
+                        status: j.status,
+                        message: j.message,
+                    })))
+                    .await;
             }
         });
-        first_rx
-            .await
-            .map_err(|e| Status::internal(format!("range test task failed: {e}")))??;
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

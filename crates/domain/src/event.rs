@@ -2,6 +2,8 @@ use std::time::SystemTime;
 
 use gradstream_metrics::Metrics;
 
+use crate::{LrPoint, LrSuggestion};
+
 /// Where a job is in its life. QUEUED → RUNNING → one of the three terminal states;
 /// a queued job may also go straight to CANCELLED.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -41,9 +43,16 @@ pub struct JobEvent {
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum EventKind {
-    Status { status: JobStatus, message: String },
+    Status {
+        status: JobStatus,
+        message: String,
+    },
     Iteration(IterationProgress),
     Epoch(Box<EpochEnd>),
+    /// A range test's iteration.
+    RangePoint(LrPoint),
+    /// What a range test found; its last event before SUCCEEDED.
+    RangeResult(LrSuggestion),
 }
 
 /// Training progress over the iterations since the previous report.

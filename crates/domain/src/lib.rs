@@ -4,6 +4,7 @@
 mod checkpoint;
 mod dataset;
 mod event;
+mod range_test;
 mod spec;
 
 pub use checkpoint::{Checkpoint, DType, HostTensor};
@@ -12,6 +13,7 @@ pub use event::{
     EpochEnd, EventKind, FeatureInfo, IterationProgress, JobEvent, JobStatus, LayerDiagnostics,
     RunInfo,
 };
+pub use range_test::{JobKind, LrPoint, LrSuggestion, RangeTest};
 pub use spec::{
     Activation, ClassWeighting, CnnSpec, ConvBlock, DatasetSpec, EarlyStopping, EnsembleSpec,
     JobSpec, LossSpec, LrSchedule, MAX_BATCH_SIZE, MAX_ENSEMBLE_MEMBERS, MAX_EPOCHS, MlpSpec,

@@ -11,7 +11,7 @@ use tch::{Device, Kind, Tensor, nn};
 
 use super::{
     BAGGING_SEED, EngineError, EvalSet, InMemoryLoader, LossFn, Member, Network, Observer, Run,
-    SHUFFLE_SEED, TrainSplit, TrainingState, build_model, in_chunks, load_model_vars,
+    SHUFFLE_SEED, TrainOutcome, TrainSplit, TrainingState, build_model, in_chunks, load_model_vars,
     probability_metrics, train_model,
 };
 use gradstream_data::imbalance::balanced_bootstrap;
@@ -27,7 +27,7 @@ pub(super) fn train(
     observer: &mut dyn Observer,
     cancel: &AtomicBool,
     resume: Option<TrainingState>,
-) -> Result<(), EngineError> {
+) -> Result<TrainOutcome, EngineError> {
     let spec = run.spec;
     let epochs = spec.epochs;
     let (first, mut finished, mut resume) = match resume {
@@ -69,7 +69,9 @@ pub(super) fn train(
             }),
             ..*run
         };
-        let vars = train_model(
+        // Early stopping is refused for ensembles (JobSpec::validate), so a member runs
+        // all its epochs.
+        let trained = train_model(
             &member_run,
             &mut loader,
             validation,
@@ -77,7 +79,7 @@ pub(super) fn train(
             cancel,
             resume.take(),
         )?;
-        finished.push(vars);
+        finished.push(trained.vars);
     }
 
     let start = Instant::now();
@@ -112,7 +114,7 @@ pub(super) fn train(
         layers: Vec::new(),
         diagnostics_seconds: 0.0,
     });
-    Ok(())
+    Ok(TrainOutcome::Completed)
 }
 
 /// The mean of the members' softmax probabilities on `x` (evaluation mode), row-major

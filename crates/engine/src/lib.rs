@@ -25,7 +25,7 @@ pub use epoch_metrics::{LossFn, probability_metrics};
 pub use epoch_metrics::{Scores, metrics_of};
 pub use inference::{Portable, TrainedModel};
 pub use loader::{Batch, BatchLoader, InMemoryLoader, ResamplingLoader};
-pub use lr_finder::{LrPoint, LrSuggestion, RangeTest, find_learning_rate};
+pub use lr_finder::find_learning_rate;
 pub use model::{Mlp, Network, TorchLayer};
 pub use optim::{AdaDelta, Optimizer};
 use schedule::{Scheduler, SchedulerState};
@@ -67,7 +67,23 @@ pub struct TrainingState {
     pub tensors: Vec<(String, Tensor)>,
 }
 
-/// Why training stopped early.
+/// How a training run that did not fail ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrainOutcome {
+    /// Every epoch of the spec ran.
+    Completed,
+    /// Early stopping ended the run; the message says why.
+    StoppedEarly(String),
+}
+
+/// What a trained model's loop hands back: its final variables and how it ended.
+pub struct Trained {
+    /// `model.<name>`, CPU copies.
+    pub vars: Vec<(String, Tensor)>,
+    pub outcome: TrainOutcome,
+}
+
+/// Why training stopped before it ended.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("cancelled")]
@@ -95,9 +111,6 @@ pub enum EngineError {
         factor: f64,
         learning_rate: f64,
     },
-    /// Not a failure: early stopping ended training; the message says why.
-    #[error("{0}")]
-    StoppedEarly(String),
     #[error("internal error: {0}")]
     Internal(String),
     #[error("libtorch error: {0}")]
@@ -128,7 +141,7 @@ pub fn train(
     observer: &mut dyn Observer,
     cancel: &AtomicBool,
     resume: Option<Checkpoint>,
-) -> Result<(), EngineError> {
+) -> Result<TrainOutcome, EngineError> {
     let resume = resume.map(TrainingState::from_checkpoint).transpose()?;
     let Prepared {
         split,
@@ -202,7 +215,7 @@ pub fn train(
         cancel,
         resume,
     )
-    .map(|_| ())
+    .map(|t| t.outcome)
 }
 
 /// What every run of a spec starts from: the split, the normalizer fitted on the training
@@ -314,7 +327,7 @@ pub struct EvalSet {
 
 /// The training loop of one model: any loader, any validation set. `resume`'s epoch is
 /// the model's own (for an ensemble member, counted from its first epoch). Returns the
-/// model's final variables (`model.<name>`, CPU copies).
+/// model's final variables and whether early stopping ended it.
 pub fn train_model(
     run: &Run<'_>,
     loader: &mut dyn BatchLoader,
@@ -322,7 +335,7 @@ pub fn train_model(
     observer: &mut dyn Observer,
     cancel: &AtomicBool,
     resume: Option<TrainingState>,
-) -> Result<Vec<(String, Tensor)>, EngineError> {
+) -> Result<Trained, EngineError> {
     let (spec, device) = (run.spec, run.device);
     let labels = run.labels;
     let vs = nn::VarStore::new(device);
@@ -406,7 +419,7 @@ pub fn train_model(
         None => (1, 0, 0, None),
     };
     let mut worker = MetricsWorker::spawn(labels.to_vec(), loss_fn, member)?;
-    let mut epochs = || -> Result<(), EngineError> {
+    let mut epochs = || -> Result<TrainOutcome, EngineError> {
         for epoch in first_epoch..=spec.epochs {
             let epoch_start = Instant::now();
             let mut window = Window::new();
@@ -566,17 +579,20 @@ pub fn train_model(
             if let Some(end) = end {
                 observer.epoch_end(end);
                 if let Some(why) = stop {
-                    return Err(EngineError::StoppedEarly(why));
+                    return Ok(TrainOutcome::StoppedEarly(why));
                 }
             }
         }
-        Ok(())
+        Ok(TrainOutcome::Completed)
     };
     let result = epochs();
     // Whatever happened, the epochs that ended are reported before the job's end.
     let reported = worker.finish(observer);
-    result.and(reported)?;
-    model_state(&vs, &model)
+    let outcome = result.and_then(|o| reported.map(|()| o))?;
+    Ok(Trained {
+        vars: model_state(&vs, &model)?,
+        outcome,
+    })
 }
 
 /// The model's variables (`model.<name>`, CPU copies, sorted by name), and a TorchScript

@@ -11,33 +11,7 @@ use super::{
     prepare, step_loss,
 };
 use gradstream_data::Dataset;
-use gradstream_domain::JobSpec;
-
-/// Settings of one range test.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RangeTest {
-    pub min_lr: f64,
-    pub max_lr: f64,
-    pub iterations: u32,
-}
-
-/// One iteration of the test.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LrPoint {
-    pub iteration: u32,
-    pub learning_rate: f64,
-    pub loss: f64,
-    pub smoothed_loss: f64,
-}
-
-/// What the test found.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LrSuggestion {
-    pub suggested: f64,
-    pub min_loss: f64,
-    pub diverged: bool,
-    pub iterations: u32,
-}
+use gradstream_domain::{JobSpec, LrPoint, LrSuggestion, RangeTest};
 
 /// The smoothed loss has diverged when it exceeds this many times its minimum.
 const DIVERGENCE: f64 = 4.0;

@@ -18,7 +18,7 @@ pub use checkpoint::{
 
 use gradstream_data::UploadedDatasets;
 use gradstream_domain::{
-    DatasetInfo, EventKind, JobEvent, JobSpec, ModelInfo, RunInfo, SpecError, UploadKind,
+    DatasetInfo, EventKind, JobEvent, JobKind, JobSpec, ModelInfo, RunInfo, SpecError, UploadKind,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,7 @@ pub enum StoreError {
 pub struct StoredJob {
     pub id: String,
     pub request_id: Option<String>,
+    pub kind: JobKind,
     pub spec: JobSpec,
     pub created: SystemTime,
     pub info: Option<RunInfo>,
@@ -132,12 +133,13 @@ impl Store {
         &self,
         id: &str,
         request_id: Option<&str>,
+        kind: &JobKind,
         spec: &JobSpec,
         created: SystemTime,
     ) -> Result<(), StoreError> {
         self.conn().execute(
-            "INSERT INTO jobs (id, request_id, spec, created_ns) VALUES (?1, ?2, ?3, ?4)",
-            params![id, request_id, encode(spec)?, nanos(created)],
+            "INSERT INTO jobs (id, request_id, spec, created_ns, kind) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, request_id, encode(spec)?, nanos(created), encode(kind)?],
         )?;
         Ok(())
     }
@@ -187,7 +189,7 @@ impl Store {
     pub fn load_jobs(&self) -> Result<Vec<StoredJob>, StoreError> {
         let conn = self.conn();
         let mut jobs_q = conn.prepare(
-            "SELECT id, request_id, spec, created_ns, info FROM jobs ORDER BY created_ns, rowid",
+            "SELECT id, request_id, spec, created_ns, info, kind FROM jobs ORDER BY created_ns, rowid",
         )?;
         let mut events_q =
             conn.prepare("SELECT seq, time_ns, kind FROM events WHERE job_id = ?1 ORDER BY seq")?;
@@ -198,11 +200,12 @@ impl Store {
                 r.get::<_, Vec<u8>>(2)?,
                 r.get::<_, i64>(3)?,
                 r.get::<_, Option<Vec<u8>>>(4)?,
+                r.get::<_, Option<Vec<u8>>>(5)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, request_id, spec, created, info) = row?;
+            let (id, request_id, spec, created, info, kind) = row?;
             let mut events = Vec::new();
             let rows = events_q.query_map(params![id], |r| {
                 Ok((
@@ -223,6 +226,10 @@ impl Store {
             out.push(StoredJob {
                 spec: rmp_serde::from_slice(&spec)?,
                 info: info.map(|i| rmp_serde::from_slice(&i)).transpose()?,
+                kind: kind
+                    .map(|k| rmp_serde::from_slice(&k))
+                    .transpose()?
+                    .unwrap_or_default(),
                 id,
                 request_id,
                 created: from_nanos(created),

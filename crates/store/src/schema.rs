@@ -40,6 +40,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
          created_ns  INTEGER NOT NULL
      );",
     ),
+    (
+        4,
+        "ALTER TABLE jobs ADD COLUMN kind BLOB;  -- MessagePack of domain::JobKind; NULL: training",
+    ),
 ];
 
 pub fn latest() -> i64 {

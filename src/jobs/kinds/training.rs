@@ -1,0 +1,167 @@
+//! The training kind: one model (or an ensemble) trained for the spec's epochs by
+//! `engine::train`, resumed from the last recorded checkpoint after a restart.
+
+use crate::data::{self, Dataset};
+use crate::domain::{
+    Checkpoint, ClassWeighting, EpochEnd, EventKind, IterationProgress, JobSpec, LossSpec, RunInfo,
+};
+use crate::engine::{self, EngineError, Observer, TrainOutcome};
+use crate::jobs::kind::{Outcome, RunContext};
+use crate::store::{Store, StoreError, read_checkpoint, take_resume_checkpoint};
+
+use super::Kinds;
+
+/// Reads the dataset if needed, loads the checkpoint to resume from, and trains.
+pub(super) fn run(kinds: &Kinds, ctx: &mut RunContext<'_>) -> Outcome {
+    let spec = ctx.spec().clone();
+    match train(kinds, ctx, &spec) {
+        Ok(TrainOutcome::Completed) => {
+            Outcome::Succeeded(format!("trained {} epoch(s)", spec.epochs))
+        }
+        Ok(TrainOutcome::StoppedEarly(why)) => Outcome::Succeeded(why),
+        Err(EngineError::Cancelled) => Outcome::Stopped,
+        Err(e @ (EngineError::Diverged { .. } | EngineError::Exploded { .. })) => {
+            let hint = kinds.suggestions.get(&spec).map_or(String::new(), |lr| {
+                format!("; a learning-rate range test on this spec suggested {lr:e}")
+            });
+            Outcome::Failed(format!("{e}{hint}"))
+        }
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
+}
+
+fn train(
+    kinds: &Kinds,
+    ctx: &mut RunContext<'_>,
+    spec: &JobSpec,
+) -> Result<TrainOutcome, EngineError> {
+    let ctx: &RunContext<'_> = ctx;
+    let data = dataset(kinds, ctx)?;
+    let resume = resume_point(&kinds.store, ctx)?;
+    let mut observer = TrainingObserver { ctx };
+    engine::train(
+        spec,
+        &data,
+        kinds.config.device,
+        &mut observer,
+        ctx.cancel_flag(),
+        resume,
+    )
+}
+
+/// The dataset read at submit time, or read again (a job recovered after a restart).
+pub(super) fn dataset(kinds: &Kinds, ctx: &RunContext<'_>) -> Result<Dataset, EngineError> {
+    match ctx.take_dataset() {
+        Some(d) => Ok(d),
+        None => data::load(&ctx.spec().dataset, &kinds.config.data_dir, &*kinds.store)
+            .map_err(|e| EngineError::Internal(format!("the dataset can no longer be read: {e}"))),
+    }
+}
+
+/// A mid-epoch checkpoint from a shutdown, if it continues the recorded epochs; otherwise
+/// the checkpoint of the last recorded epoch; nothing for a job that recorded none.
+fn resume_point(store: &Store, ctx: &RunContext<'_>) -> Result<Option<Checkpoint>, EngineError> {
+    let dir = store.job_dir(ctx.job_id());
+    let completed = ctx.epochs_completed();
+    let cannot = |e: StoreError| EngineError::Internal(format!("cannot resume: {e}"));
+    let mid_epoch = take_resume_checkpoint(&dir).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "mid-epoch checkpoint unreadable; resuming from the last epoch");
+        None
+    });
+    Ok(match mid_epoch {
+        Some(c) if c.epoch == completed + 1 => Some(c),
+        _ if completed == 0 => None,
+        _ => Some(read_checkpoint(&dir, completed).map_err(cannot)?),
+    })
+}
+
+/// Feeds engine reports into the job's log and the writer.
+struct TrainingObserver<'c, 'j> {
+    ctx: &'c RunContext<'j>,
+}
+
+impl Observer for TrainingObserver<'_, '_> {
+    fn started(&mut self, info: RunInfo) {
+        let imbalance = imbalance_summary(self.ctx.spec(), &info);
+        self.ctx.record_info(info);
+        if let Some(message) = imbalance {
+            self.ctx.running(message);
+        }
+    }
+
+    fn iteration(&mut self, progress: IterationProgress) {
+        self.ctx.push(EventKind::Iteration(progress));
+    }
+
+    fn checkpoint(&mut self, checkpoint: Checkpoint) {
+        // A mid-epoch checkpoint only matters to a job that will resume.
+        if checkpoint.iteration > 0 && !self.ctx.stopping_for_shutdown() {
+            return;
+        }
+        self.ctx.save_checkpoint(checkpoint);
+    }
+
+    fn epoch_end(&mut self, mut epoch: EpochEnd) {
+        // Only this thread pushes epoch events, so the best cannot change in between.
+        let spec = self.ctx.spec();
+        let (selection, best) = self.ctx.best();
+        // An ensemble's model is the whole ensemble: only its own metrics can be best.
+        let candidate = spec.ensemble.is_none() || epoch.ensemble;
+        let score = selection
+            .score(epoch.selection_metrics())
+            .filter(|_| candidate);
+        let this = spec.checkpoint_epoch(&epoch);
+        epoch.best_epoch = match (best, score) {
+            (Some((_, old)), Some(new)) if new > old => this,
+            (None, Some(_)) => this,
+            (Some((b, _)), _) => b,
+            (None, None) => 0,
+        };
+        self.ctx.push(EventKind::Epoch(Box::new(epoch)));
+    }
+}
+
+/// What a job does about class imbalance, for a status message at its start: the class
+/// weights it uses, and the class counts before and after resampling. `None` when it does
+/// nothing about it.
+fn imbalance_summary(spec: &JobSpec, info: &RunInfo) -> Option<String> {
+    let mut parts = Vec::new();
+    if !info.class_weights.is_empty() {
+        let how = match spec.class_weighting {
+            ClassWeighting::Balanced => "BALANCED",
+            ClassWeighting::EffectiveNumber { .. } => "EFFECTIVE_NUMBER",
+            _ => "MANUAL",
+        };
+        let w: Vec<String> = info
+            .labels
+            .iter()
+            .zip(&info.class_weights)
+            .map(|(l, w)| format!("{l}={w:.4}"))
+            .collect();
+        parts.push(format!("class weights ({how}): {}", w.join(", ")));
+    }
+    let counts = |c: &[u64]| {
+        info.labels
+            .iter()
+            .zip(c)
+            .map(|(l, n)| format!("{l}:{n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if spec.resampling.is_some() || spec.ensemble.is_some() {
+        let what = if let Some(e) = spec.ensemble {
+            format!("balanced bagging, {} members, each", e.members())
+        } else {
+            "resampling".to_string()
+        };
+        parts.push(format!(
+            "{what}: training rows per class {} -> {}",
+            counts(&info.train_class_counts),
+            counts(&info.resampled_class_counts)
+        ));
+    }
+    if let LossSpec::Focal { gamma } = spec.loss {
+        parts.push(format!("focal loss (gamma {gamma})"));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
