@@ -31,6 +31,18 @@ pub(crate) fn canonical_score(s: f64) -> f64 {
     }
 }
 
+/// Sorts `pairs` by descending score and yields, per distinct score, the score and its
+/// numbers of positive and negative rows.
+pub(crate) fn tie_groups(pairs: &mut [(f64, bool)]) -> impl Iterator<Item = (f64, u64, u64)> {
+    pairs.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+    pairs
+        .chunk_by(|a, b| a.0.total_cmp(&b.0) == Ordering::Equal)
+        .map(|group| {
+            let dtp = group.iter().filter(|&&(_, p)| p).count() as u64;
+            (group[0].0, dtp, group.len() as u64 - dtp)
+        })
+}
+
 /// Cumulative counts per distinct score, scores descending
 /// (`sklearn.metrics.confusion_matrix_at_thresholds`).
 pub(crate) struct ThresholdCounts {
@@ -45,18 +57,16 @@ pub(crate) struct ThresholdCounts {
 impl ThresholdCounts {
     pub(crate) fn new(scores: &[f64], positive: &[bool]) -> Self {
         let mut pairs = canonical_pairs(scores, positive);
-        pairs.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
         let mut out = ThresholdCounts {
             thresholds: Vec::new(),
             tps: Vec::new(),
             fps: Vec::new(),
         };
         let (mut tp, mut fp) = (0u64, 0u64);
-        for group in pairs.chunk_by(|a, b| a.0.total_cmp(&b.0) == Ordering::Equal) {
-            let dtp = group.iter().filter(|&&(_, p)| p).count() as u64;
+        for (score, dtp, dfp) in tie_groups(&mut pairs) {
             tp += dtp;
-            fp += group.len() as u64 - dtp;
-            out.thresholds.push(group[0].0);
+            fp += dfp;
+            out.thresholds.push(score);
             out.tps.push(tp);
             out.fps.push(fp);
         }

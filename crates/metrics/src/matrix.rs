@@ -42,20 +42,29 @@ pub(crate) fn n_rows(actual: &[usize], probs: &[f32], k: usize) -> usize {
         .map_or(0, |r| r.min(actual.len()))
 }
 
-/// Column `c` of the probabilities as binary scores against `actual == c`, over the rows
+/// Column `c` of the probabilities as binary `(score, actual == c)` pairs, over the rows
 /// with a valid class.
+pub(crate) fn class_scores(
+    actual: &[usize],
+    probs: &[f32],
+    k: usize,
+    c: usize,
+) -> impl Iterator<Item = (f64, bool)> {
+    actual
+        .iter()
+        .zip(probs.chunks_exact(k.max(1)))
+        .filter(move |&(&a, _)| a < k)
+        .map(move |(&a, row)| (f64::from(row[c]), a == c))
+}
+
+/// [`class_scores`] as two vectors, scores and positive flags.
 pub(crate) fn class_column(
     actual: &[usize],
     probs: &[f32],
     k: usize,
     c: usize,
 ) -> (Vec<f64>, Vec<bool>) {
-    actual
-        .iter()
-        .zip(probs.chunks_exact(k.max(1)))
-        .filter(|&(&a, _)| a < k)
-        .map(|(&a, row)| (f64::from(row[c]), a == c))
-        .unzip()
+    class_scores(actual, probs, k, c).unzip()
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! [`precision_recall_curve`]) and the macro average precision over classes.
 
 use crate::binary_scores::ThresholdCounts;
-use crate::matrix::n_rows;
+use crate::matrix::{class_scores, n_rows};
 use crate::mean;
 
 /// A precision–recall curve, as returned by `sklearn.metrics.precision_recall_curve`
@@ -79,19 +79,13 @@ pub fn precision_recall_curve(scores: &[f64], positive: &[bool]) -> Option<PrCur
 pub fn macro_average_precision(actual: &[usize], probs: &[f32], k: usize) -> Option<f64> {
     let n = n_rows(actual, probs, k);
     let (actual, probs) = (&actual[..n], &probs[..n * k]);
-    let mut scores = Vec::with_capacity(n);
-    let mut positive = Vec::with_capacity(n);
+    let mut column: (Vec<f64>, Vec<bool>) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let aps: Vec<f64> = (0..k)
         .filter_map(|c| {
-            scores.clear();
-            positive.clear();
-            for (&a, row) in actual.iter().zip(probs.chunks_exact(k)) {
-                if a < k {
-                    scores.push(f64::from(row[c]));
-                    positive.push(a == c);
-                }
-            }
-            precision_recall_curve(&scores, &positive).map(|pr| pr.average_precision)
+            column.0.clear();
+            column.1.clear();
+            column.extend(class_scores(actual, probs, k, c));
+            precision_recall_curve(&column.0, &column.1).map(|pr| pr.average_precision)
         })
         .collect();
     mean(&aps)

@@ -104,17 +104,8 @@ pub struct Evaluation {
 /// buffer for the AUCs, shared by all classes.
 pub fn evaluate(labels: &[String], actual: &[usize], probs: &[f32], loss: f64) -> Metrics {
     let k = labels.len();
-    debug_assert_eq!(
-        probs.len(),
-        actual.len() * k,
-        "probs must be an n x k matrix with n = actual.len(), k = labels.len()"
-    );
-    let n = probs
-        .len()
-        .checked_div(k)
-        .map_or(0, |rows| rows.min(actual.len()));
-    let actual = &actual[..n];
-    let probs = &probs[..n * k];
+    let n = n_rows(actual, probs, k);
+    let (actual, probs) = (&actual[..n], &probs[..n * k]);
 
     let predicted = argmax_rows(probs, k);
     let counts = confusion_counts(k, actual, &predicted);

@@ -1,10 +1,9 @@
 //! ROC: the curve ([`RocCurve`], [`roc_curve`]) and its area ([`roc_auc`], also one-vs-rest
 //! per class and averaged over classes for [`crate::evaluate`]).
 
-use std::cmp::Ordering;
-
-use crate::ClassMetrics;
-use crate::binary_scores::{ThresholdCounts, canonical_pairs, canonical_score};
+use crate::binary_scores::{ThresholdCounts, canonical_pairs, canonical_score, tie_groups};
+use crate::matrix::class_scores;
+use crate::{ClassMetrics, mean};
 
 /// A ROC curve, as returned by `sklearn.metrics.roc_curve` (`drop_intermediate=True`).
 ///
@@ -83,13 +82,10 @@ fn auc_of_pairs(pairs: &mut [(f64, bool)]) -> Option<f64> {
     }
     // Descending by score: walking down the thresholds traces the ROC curve
     // from (0, 0) to (1, 1), one point per distinct score.
-    pairs.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
     let (mut tp, mut fp) = (0u64, 0u64);
     // Twice the (unnormalised) area: each step adds dfp * (tp_prev + tp_new).
     let mut area2: u128 = 0;
-    for group in pairs.chunk_by(|a, b| a.0.total_cmp(&b.0) == Ordering::Equal) {
-        let dtp = group.iter().filter(|&&(_, p)| p).count() as u64;
-        let dfp = group.len() as u64 - dtp;
+    for (_, dtp, dfp) in tie_groups(pairs) {
         area2 += u128::from(dfp) * u128::from(2 * tp + dtp);
         tp += dtp;
         fp += dfp;
@@ -114,13 +110,7 @@ pub(crate) fn set_one_vs_rest_aucs(
     for (c, m) in per_class.iter_mut().enumerate() {
         m.roc_auc = if k >= 2 && m.support > 0 && m.support < n_valid {
             pairs.clear();
-            pairs.extend(
-                actual
-                    .iter()
-                    .zip(probs.chunks_exact(k))
-                    .filter(|&(&a, _)| a < k)
-                    .map(|(&a, row)| (canonical_score(f64::from(row[c])), a == c)),
-            );
+            pairs.extend(class_scores(actual, probs, k, c).map(|(s, p)| (canonical_score(s), p)));
             auc_of_pairs(&mut pairs)
         } else {
             None
@@ -134,14 +124,12 @@ pub(crate) fn overall_roc_auc(per_class: &[ClassMetrics]) -> Option<f64> {
     match per_class.len() {
         0 | 1 => None,
         2 => per_class[1].roc_auc,
-        _ => {
-            let defined: Vec<f64> = per_class.iter().filter_map(|m| m.roc_auc).collect();
-            if defined.is_empty() {
-                None
-            } else {
-                Some(defined.iter().sum::<f64>() / defined.len() as f64)
-            }
-        }
+        _ => mean(
+            &per_class
+                .iter()
+                .filter_map(|m| m.roc_auc)
+                .collect::<Vec<_>>(),
+        ),
     }
 }
 
