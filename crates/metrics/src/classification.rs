@@ -2,7 +2,7 @@
 //! F1 and support ([`ClassMetrics`]), their macro and support-weighted [`Averages`],
 //! accuracy, balanced accuracy and the Matthews correlation coefficient.
 
-use crate::confusion::confusion_counts;
+use crate::confusion::{confusion_counts, diagonal_sum, marginals};
 use crate::mean;
 
 /// Metrics of a single class (one-vs-rest).
@@ -43,16 +43,7 @@ fn ratio(num: f64, den: f64) -> f64 {
 /// `roc_auc` left `None` (see [`crate::evaluate`] for the definitions).
 pub(crate) fn class_metrics(labels: &[String], counts: &[u64]) -> Vec<ClassMetrics> {
     let k = labels.len();
-    // Column sums give predicted-as-c (tp + fp), row sums the support (tp + fn).
-    let mut predicted_as = vec![0u64; k];
-    let mut support = vec![0u64; k];
-    for a in 0..k {
-        for p in 0..k {
-            let v = counts[a * k + p];
-            support[a] += v;
-            predicted_as[p] += v;
-        }
-    }
+    let (support, predicted_as) = marginals(k, counts);
     labels
         .iter()
         .enumerate()
@@ -74,48 +65,37 @@ pub(crate) fn class_metrics(labels: &[String], counts: &[u64]) -> Vec<ClassMetri
 /// Unweighted mean over all classes, including those with zero support (all 0 when
 /// there is no class).
 pub(crate) fn macro_average(per_class: &[ClassMetrics]) -> Averages {
-    let mut macro_avg = Averages::default();
-    if !per_class.is_empty() {
-        let kf = per_class.len() as f64;
-        macro_avg = Averages {
-            precision: per_class.iter().map(|m| m.precision).sum::<f64>() / kf,
-            recall: per_class.iter().map(|m| m.recall).sum::<f64>() / kf,
-            f1: per_class.iter().map(|m| m.f1).sum::<f64>() / kf,
-        };
-    }
-    macro_avg
+    averages(per_class, |_| 1.0, per_class.len() as f64)
 }
 
 /// Support-weighted mean over classes (all 0 when the total support is 0).
 pub(crate) fn weighted_average(per_class: &[ClassMetrics]) -> Averages {
     let n_valid: u64 = per_class.iter().map(|m| m.support).sum();
-    let mut weighted = Averages::default();
-    if n_valid > 0 {
-        let total = n_valid as f64;
-        let wsum = |f: fn(&ClassMetrics) -> f64| {
-            per_class
-                .iter()
-                .map(|m| m.support as f64 * f(m))
-                .sum::<f64>()
-                / total
-        };
-        weighted = Averages {
-            precision: wsum(|m| m.precision),
-            recall: wsum(|m| m.recall),
-            f1: wsum(|m| m.f1),
-        };
+    averages(per_class, |m| m.support as f64, n_valid as f64)
+}
+
+/// `sum(weight * metric) / total` of each metric (all 0 when `total == 0`).
+fn averages(per_class: &[ClassMetrics], weight: fn(&ClassMetrics) -> f64, total: f64) -> Averages {
+    if total == 0.0 {
+        return Averages::default();
     }
-    weighted
+    let wsum = |f: fn(&ClassMetrics) -> f64| {
+        per_class.iter().map(|m| weight(m) * f(m)).sum::<f64>() / total
+    };
+    Averages {
+        precision: wsum(|m| m.precision),
+        recall: wsum(|m| m.recall),
+        f1: wsum(|m| m.f1),
+    }
 }
 
 /// Fraction of `n` rows on the diagonal of row-major `k x k` confusion counts (0 when
 /// `n == 0`); rows left out of the counts count as incorrect.
 pub(crate) fn accuracy(k: usize, counts: &[u64], n: usize) -> f64 {
-    let correct: u64 = (0..k).map(|c| counts[c * k + c]).sum();
     if n == 0 {
         0.0
     } else {
-        correct as f64 / n as f64
+        diagonal_sum(k, counts) as f64 / n as f64
     }
 }
 
@@ -155,17 +135,10 @@ pub fn matthews_corrcoef(k: usize, actual: &[usize], predicted: &[usize]) -> Opt
 /// are exact integers; the final product, square root and division are in
 /// `f64` as in scikit-learn.
 pub(crate) fn mcc_of_counts(k: usize, counts: &[u64]) -> Option<f64> {
-    let mut t_sum = vec![0i128; k];
-    let mut p_sum = vec![0i128; k];
-    let mut correct = 0i128;
-    for a in 0..k {
-        for p in 0..k {
-            let v = i128::from(counts[a * k + p]);
-            t_sum[a] += v;
-            p_sum[p] += v;
-        }
-        correct += i128::from(counts[a * k + a]);
-    }
+    let wide = |v: Vec<u64>| v.into_iter().map(i128::from).collect::<Vec<_>>();
+    let (t_sum, p_sum) = marginals(k, counts);
+    let (t_sum, p_sum) = (wide(t_sum), wide(p_sum));
+    let correct = i128::from(diagonal_sum(k, counts));
     let n: i128 = t_sum.iter().sum();
     if n == 0 {
         return None;

@@ -56,6 +56,26 @@ pub fn confusion_counts(n_classes: usize, actual: &[usize], predicted: &[usize])
     counts
 }
 
+/// Row and column sums of row-major `k x k` confusion counts: per class, the rows whose
+/// true class it is (its support, `tp + fn`) and the rows predicted as it (`tp + fp`).
+pub(crate) fn marginals(k: usize, counts: &[u64]) -> (Vec<u64>, Vec<u64>) {
+    let mut support = vec![0u64; k];
+    let mut predicted_as = vec![0u64; k];
+    for a in 0..k {
+        for p in 0..k {
+            let v = counts[a * k + p];
+            support[a] += v;
+            predicted_as[p] += v;
+        }
+    }
+    (support, predicted_as)
+}
+
+/// The diagonal sum of row-major `k x k` confusion counts: the correctly predicted rows.
+pub(crate) fn diagonal_sum(k: usize, counts: &[u64]) -> u64 {
+    (0..k).map(|c| counts[c * k + c]).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
