@@ -5,7 +5,7 @@ use crate::Metrics;
 use crate::curves::{PrCurve, RocCurve};
 
 /// Default point budget for [`RocCurve::downsample`], [`PrCurve::downsample`]
-/// and [`Evaluation::downsample_curves`].
+/// and [`Metrics::downsample_curves`].
 pub const DEFAULT_MAX_CURVE_POINTS: usize = 200;
 
 /// Evenly spaced indices into `0..len`, at most `max_points` of them (`max_points`

@@ -69,7 +69,7 @@ pub fn precision_recall_curve(scores: &[f64], positive: &[bool]) -> Option<PrCur
 /// columns of `probs` whose class occurs in `actual` (classes without positive
 /// rows have no PR curve and are left out); `None` if no class occurs.
 ///
-/// This is [`Evaluation::macro_average_precision`] without building the
+/// This is the average precision of [`crate::evaluate_with_curves`] without building the
 /// curves (it allocates one `n`-element column at a time), for filling
 /// [`crate::Metrics::average_precision`] cheaply. scikit-learn's multiclass
 /// `average_precision_score(actual, probs)` only accepts inputs where every

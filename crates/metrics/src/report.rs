@@ -169,8 +169,8 @@ pub fn evaluate_with_curves(
 ///   `probs`: `n x k` row-major probabilities; `loss`: passed to [`Metrics::loss`].
 /// * `curves[c]`: [`roc_curve`] and [`precision_recall_curve`] of column `c`
 ///   against `actual == c` (every class, also for `k == 2`). Curves are not
-///   downsampled; see [`Evaluation::downsample_curves`].
-/// * `macro_average_precision` (also stored in `metrics.average_precision`):
+///   downsampled; see [`Metrics::downsample_curves`].
+/// * `metrics.average_precision`:
 ///   [`crate::curves::macro_average_precision`], mean AP over classes with a defined PR curve.
 ///   (scikit-learn's multiclass `average_precision_score` only accepts inputs
 ///   where every class occurs, and then it is the same mean; for `k == 2`
