@@ -333,6 +333,92 @@ impl CsvRules {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load_csv;
+    use crate::upload::{CsvUpload, UploadError, UploadLimits};
+
+    /// The message `load_csv` gives for `text`, and that of an upload of the same bytes in
+    /// two chunks; both must be the same.
+    fn both_messages(text: &[u8], label: Option<&str>) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.csv");
+        std::fs::write(&file, text).unwrap();
+        let loaded = load_csv(&file, "bad.csv", label).unwrap_err();
+        let mut up = CsvUpload::new(
+            &dir.path().join("upload.tmp"),
+            "bad.csv",
+            label,
+            UploadLimits::dataset(u64::MAX),
+        )
+        .unwrap();
+        let (a, b) = text.split_at(text.len() / 2);
+        let uploaded = match up.push(a).and_then(|()| up.push(b)) {
+            Err(e) => e,
+            Ok(()) => up.finish(None).unwrap_err(),
+        };
+        assert!(
+            matches!(uploaded, UploadError::Malformed(_)),
+            "{uploaded:?}"
+        );
+        let shown = String::from_utf8_lossy(text);
+        assert_eq!(loaded.to_string(), uploaded.to_string(), "{shown:?}");
+        loaded.to_string()
+    }
+
+    #[test]
+    fn loader_and_upload_give_the_same_message() {
+        let cases: &[(&[u8], Option<&str>, &str)] = &[
+            (
+                b"a,b,y\n1,2,0\n3,x4,1\n",
+                None,
+                "bad.csv:3:2: column 'b' has \"x4\", which is not a number; every column except the label must be numeric",
+            ),
+            (
+                b"a,b,y\n1,NaN,0\n",
+                None,
+                "bad.csv:2:2: column 'b' has NaN, which is not finite; remove or impute the value",
+            ),
+            (
+                b"a,b,y\n1,inf,0\n",
+                None,
+                "bad.csv:2:2: column 'b' has inf, which is not finite; remove or impute the value",
+            ),
+            (
+                b"a,b,y\n1,2,0\n3,4,1\n5,1\n",
+                None,
+                "bad.csv:4:3: the row has 2 fields but the header has 3; every row needs one value per column",
+            ),
+            (
+                b"a,b,y\n1,2,0,9\n",
+                None,
+                "bad.csv:2:4: the row has 4 fields but the header has 3; every row needs one value per column",
+            ),
+            (
+                b"a,y\n1,\n",
+                None,
+                "bad.csv:2:2: the label ('y') is empty; every row needs a label",
+            ),
+            (
+                b"a,b,y\n1,2,0\n",
+                Some("target"),
+                "bad.csv:1:1: there is no column named 'target' in the header (columns: a, b, y); set label_column to one of them, or leave it empty for the last column",
+            ),
+            (
+                b"y\n1\n",
+                None,
+                "bad.csv:1:1: the header has only one column ('y'); a dataset needs at least one feature column and a label column",
+            ),
+            (b"", None, &format!("bad.csv:1:1: {EMPTY_FILE}")),
+            (b"a,b,y\n", None, &format!("bad.csv:1:1: {HEADER_ONLY}")),
+            (
+                b"a,y\n1,0\n2,\xff\n",
+                None,
+                "bad.csv:3:2: the field is not valid UTF-8; save the file as UTF-8",
+            ),
+        ];
+        for &(text, label, want) in cases {
+            assert_eq!(both_messages(text, label), want);
+        }
+    }
 
     #[test]
     fn the_width_is_checked_before_utf8_and_fields_left_to_right() {
