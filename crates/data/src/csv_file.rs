@@ -1,16 +1,13 @@
-//! CSV datasets: a header row, numeric feature columns and one label column.
+//! CSV datasets read by path: a header row, numeric feature columns and one label column,
+//! checked by the rules in [`csv_rules`](super::csv_rules).
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
+use super::csv_rules::{CsvRules, Problem, Table};
 use super::{DataError, Dataset};
 use gradstream_domain::SpecError;
 
 const PATH_FIELD: &str = "spec.dataset.csv.path";
-/// Messages shared with the streaming upload validator, which must say the same.
-pub(super) const EMPTY_FILE: &str = "the file is empty; a header row and at least one data row are needed (an empty dataset cannot be trained on)";
-pub(super) const HEADER_ONLY: &str =
-    "the file has a header but no data rows (an empty dataset cannot be trained on); add rows";
 
 /// Resolves a client-supplied path under `data_dir`, refusing anything that would leave it:
 /// absolute paths, `..`, and symlinks pointing outside.
@@ -64,171 +61,44 @@ pub fn resolve_data_path(data_dir: &Path, relative: &str) -> Result<PathBuf, Spe
     Ok(full)
 }
 
-/// Class label as read: integers sort numerically, anything else as text.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum LabelKey {
-    Int(i64),
-    Text(String),
-}
-
 /// Reads a CSV file. `shown` is the name used in error messages (the client's path).
 pub fn load_csv(
     file: &Path,
     shown: &str,
     label_column: Option<&str>,
 ) -> Result<Dataset, DataError> {
-    let malformed = |line: u64, column: u64, message: String| DataError::Malformed {
-        file: shown.to_string(),
-        line,
-        column,
-        message,
-    };
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(false)
-        .trim(csv::Trim::All)
+    let mut reader = CsvRules::reader_builder()
         .from_path(file)
         .map_err(|e| SpecError::new(PATH_FIELD, format!("'{shown}' cannot be opened: {e}")))?;
-    let headers = reader.headers().map_err(|e| csv_error(shown, &e))?.clone();
-    if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
-        return Err(malformed(1, 1, EMPTY_FILE.into()));
-    }
-    if headers.len() < 2 {
-        return Err(malformed(
-            1,
-            1,
-            format!(
-                "the header has only one column ('{}'); a dataset needs at least one feature column and a label column",
-                &headers[0]
-            ),
-        ));
-    }
-    let label_idx = match label_column {
-        None => headers.len() - 1,
-        Some(name) => headers.iter().position(|h| h == name).ok_or_else(|| {
-            malformed(1, 1, format!(
-                "there is no column named '{name}' in the header (columns: {}); set label_column to one of them, or leave it empty for the last column",
-                headers.iter().collect::<Vec<_>>().join(", ")
-            ))
-        })?,
-    };
-    let width = headers.len() - 1;
+    let mut rules = CsvRules::new(label_column);
     let mut features = Vec::new();
-    let mut raw_labels: Vec<LabelKey> = Vec::new();
-    let mut record = csv::StringRecord::new();
+    let mut labels = Vec::new();
+    let mut record = csv::ByteRecord::new();
     loop {
-        match reader.read_record(&mut record) {
+        match reader.read_byte_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
-            Err(e) => return Err(csv_error(shown, &e)),
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                return Err(Problem::unreadable(line, &e).in_file(shown));
+            }
         }
         let line = record.position().map_or(0, |p| p.line());
-        for (col, field) in record.iter().enumerate() {
-            if col == label_idx {
-                if field.is_empty() {
-                    return Err(malformed(
-                        line,
-                        col as u64 + 1,
-                        format!(
-                            "the label ('{}') is empty; every row needs a label",
-                            &headers[col]
-                        ),
-                    ));
-                }
-                raw_labels.push(match field.parse::<i64>() {
-                    Ok(v) => LabelKey::Int(v),
-                    Err(_) => LabelKey::Text(field.to_string()),
-                });
-                continue;
-            }
-            let value: f32 = field.parse().map_err(|_| {
-                malformed(line, col as u64 + 1, format!(
-                    "column '{}' has {:?}, which is not a number; every column except the label must be numeric",
-                    &headers[col], field
-                ))
-            })?;
-            if !value.is_finite() {
-                return Err(malformed(
-                    line,
-                    col as u64 + 1,
-                    format!(
-                        "column '{}' has {field}, which is not finite; remove or impute the value",
-                        &headers[col]
-                    ),
-                ));
-            }
-            features.push(value);
-        }
+        let label = rules
+            .record(&record, line, |v| features.push(v))
+            .map_err(|p| p.in_file(shown))?;
+        labels.extend(label);
     }
-    if raw_labels.is_empty() {
-        return Err(malformed(1, 1, HEADER_ONLY.into()));
-    }
-    // Integers sort numerically; if any label is text, all sort as text.
-    let all_int = raw_labels.iter().all(|l| matches!(l, LabelKey::Int(_)));
-    let keys: Vec<LabelKey> = if all_int {
-        raw_labels
-    } else {
-        raw_labels
-            .into_iter()
-            .map(|l| match l {
-                LabelKey::Int(_) => LabelKey::Text(label_text(&l)),
-                t => t,
-            })
-            .collect()
-    };
-    let distinct: BTreeSet<&LabelKey> = keys.iter().collect();
-    let index: BTreeMap<&LabelKey, usize> =
-        distinct.iter().enumerate().map(|(i, k)| (*k, i)).collect();
-    let labels: Vec<String> = distinct.iter().map(|k| label_text(k)).collect();
-    let targets = keys.iter().map(|k| index[k]).collect();
+    let Table {
+        header, classes, ..
+    } = rules.finish().map_err(|p| p.in_file(shown))?;
     Ok(Dataset {
-        width,
-        feature_names: headers
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| i != label_idx)
-            .map(|(_, h)| h.to_string())
-            .collect(),
+        width: header.width(),
+        feature_names: header.feature_names(),
         features,
-        targets,
-        labels,
+        targets: labels.iter().map(|l| classes.of(l)).collect(),
+        labels: classes.names,
     })
-}
-
-fn label_text(k: &LabelKey) -> String {
-    match k {
-        LabelKey::Int(v) => v.to_string(),
-        LabelKey::Text(s) => s.clone(),
-    }
-}
-
-fn csv_error(shown: &str, e: &csv::Error) -> DataError {
-    match e.kind() {
-        csv::ErrorKind::UnequalLengths {
-            pos,
-            expected_len,
-            len,
-        } => DataError::Malformed {
-            file: shown.to_string(),
-            line: pos.as_ref().map_or(0, |p| p.line()),
-            column: (*len.min(expected_len)) + 1,
-            message: format!(
-                "the row has {len} fields but the header has {expected_len}; every row needs one value per column"
-            ),
-        },
-        csv::ErrorKind::Utf8 { pos, err } => DataError::Malformed {
-            file: shown.to_string(),
-            line: pos.as_ref().map_or(0, |p| p.line()),
-            column: err.field() as u64 + 1,
-            message: "the field is not valid UTF-8; save the file as UTF-8".into(),
-        },
-        _ => DataError::Malformed {
-            file: shown.to_string(),
-            line: e.position().map_or(0, |p| p.line()),
-            column: 1,
-            message: format!("cannot be read as CSV: {e}"),
-        },
-    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! normalization. Plain Rust: no tensors, no tokio.
 
 mod csv_file;
+mod csv_rules;
 pub mod imbalance;
 mod split;
 mod synthetic;

@@ -1,7 +1,8 @@
 //! Validating a CSV dataset that arrives in chunks (gRPC client streaming) without ever holding
 //! the whole file: every chunk is written to a temporary file, hashed, and every complete row is
-//! checked as soon as its last byte arrives, with the same rules, messages, lines and columns as
-//! [`load_csv`](super::load_csv) gives for the whole file.
+//! checked as soon as its last byte arrives by the rules [`load_csv`](super::load_csv) reads the
+//! whole file with ([`csv_rules`](super::csv_rules)), so with the same messages, lines and
+//! columns.
 //!
 //! Rows are found by a small scanner that follows the CSV grammar of the `csv` crate (quoted
 //! fields may hold delimiters and line breaks; `\r`, `\n` and `\r\n` end a row; empty lines are
@@ -9,7 +10,6 @@
 //! complete rows is parsed by a `csv::Reader`, so field contents, trimming and UTF-8 checks are
 //! the crate's own.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
@@ -17,7 +17,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::DataError;
-use super::csv_file::{EMPTY_FILE, HEADER_ONLY};
+use super::csv_rules::{CsvRules, Problem, Table};
 use gradstream_domain::UploadKind;
 
 /// What an upload may not exceed.
@@ -151,13 +151,6 @@ pub enum UploadError {
     Io(#[from] io::Error),
 }
 
-/// Class label as read: integers sort numerically, anything else as text (as in `load_csv`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum LabelKey {
-    Int(i64),
-    Text(String),
-}
-
 /// Where the row scanner is, following `csv_core`'s reader (delimiter `,`, quote `"`, doubled
 /// quotes as escapes, `\r`, `\n` or `\r\n` as terminator, no comments).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,15 +198,9 @@ impl Scan {
 
 const BOM: [u8; 3] = [0xef, 0xbb, 0xbf];
 
-struct Header {
-    names: Vec<String>,
-    label_idx: usize,
-}
-
 /// A CSV dataset being received chunk by chunk.
 pub struct CsvUpload {
     shown: String,
-    label_column: Option<String>,
     sink: UploadSink,
     /// The bytes after the last complete row: the row still arriving.
     tail: Vec<u8>,
@@ -224,9 +211,7 @@ pub struct CsvUpload {
     scan: Scan,
     /// How many bytes of a leading UTF-8 byte order mark have been seen; `None` once decided.
     bom_matched: Option<usize>,
-    header: Option<Header>,
-    rows: u64,
-    labels: BTreeMap<LabelKey, u64>,
+    rules: CsvRules,
     /// Set once a call failed: the upload cannot go on.
     failed: bool,
 }
@@ -243,16 +228,13 @@ impl CsvUpload {
     ) -> Result<Self, UploadError> {
         Ok(CsvUpload {
             shown: shown.to_string(),
-            label_column: label_column.map(str::to_string),
             sink: UploadSink::create(dest, limits)?,
             tail: Vec::new(),
             parsed_bytes: 0,
             parsed_lines: 0,
             scan: Scan::StartRecord,
             bom_matched: Some(0),
-            header: None,
-            rows: 0,
-            labels: BTreeMap::new(),
+            rules: CsvRules::new(label_column),
             failed: false,
         })
     }
@@ -279,36 +261,20 @@ impl CsvUpload {
         if !tail.is_empty() {
             self.parse(&tail, &[])?;
         }
-        let Some(header) = self.header.take() else {
-            return Err(self.malformed(1, 1, EMPTY_FILE.into()));
-        };
-        if self.rows == 0 {
-            return Err(self.malformed(1, 1, HEADER_ONLY.into()));
-        }
+        let Table {
+            header,
+            rows,
+            classes,
+        } = self.rules.finish().map_err(|p| malformed(&self.shown, p))?;
         let (bytes, sha256) = self.sink.finish(expected_sha256)?;
-        // Integers sort numerically; if any label is text, all sort as text (as in load_csv).
-        let all_int = self.labels.keys().all(|k| matches!(k, LabelKey::Int(_)));
-        let (labels, class_counts) = if all_int {
-            self.labels
-                .into_iter()
-                .map(|(k, n)| (label_text(&k), n))
-                .unzip()
-        } else {
-            let mut text: BTreeMap<String, u64> = BTreeMap::new();
-            for (k, n) in self.labels {
-                *text.entry(label_text(&k)).or_default() += n;
-            }
-            text.into_iter().unzip()
-        };
-        let width = header.names.len() - 1;
         Ok(UploadSummary {
-            rows: self.rows,
-            features: u32::try_from(width).unwrap_or(u32::MAX),
-            labels,
-            class_counts,
+            rows,
+            features: u32::try_from(header.width()).unwrap_or(u32::MAX),
+            labels: classes.names,
+            class_counts: classes.counts,
             bytes,
             sha256,
-            label_column: header.names[header.label_idx].clone(),
+            label_column: header.label_column().to_string(),
         })
     }
 
@@ -354,8 +320,7 @@ impl CsvUpload {
 
     /// Parses `a` then `b`, which together end exactly at a row end (or at the end of input).
     fn parse(&mut self, a: &[u8], b: &[u8]) -> Result<(), UploadError> {
-        let mut builder = csv::ReaderBuilder::new();
-        builder.has_headers(false).flexible(true);
+        let builder = CsvRules::reader_builder();
         if self.parsed_bytes == 0 {
             // The start of the file: one contiguous buffer, so a byte order mark is dropped
             // exactly as when the whole file is read.
@@ -386,138 +351,27 @@ impl CsvUpload {
                 Ok(true) => {}
                 Err(e) => {
                     let line = e.position().map_or(0, |p| self.parsed_lines + p.line());
-                    return Err(self.malformed(line, 1, format!("cannot be read as CSV: {e}")));
+                    return Err(malformed(&self.shown, Problem::unreadable(line, &e)));
                 }
             }
             // The csv crate's line: where the previous row ended.
             let line = self.parsed_lines + record.position().map_or(1, |p| p.line());
-            self.row(&record, line)?;
-        }
-    }
-
-    fn row(&mut self, record: &csv::ByteRecord, line: u64) -> Result<(), UploadError> {
-        let Some(header) = &self.header else {
-            return self.header_row(record, line);
-        };
-        let expected_len = header.names.len() as u64;
-        let len = record.len() as u64;
-        if len != expected_len {
-            return Err(self.malformed(
-                line,
-                len.min(expected_len) + 1,
-                format!(
-                    "the row has {len} fields but the header has {expected_len}; every row needs one value per column"
-                ),
-            ));
-        }
-        let mut fields = csv::StringRecord::from_byte_record(record.clone())
-            .map_err(|e| self.not_utf8(line, e.utf8_error().field()))?;
-        fields.trim();
-        let label_idx = header.label_idx;
-        let mut label = None;
-        for (col, field) in fields.iter().enumerate() {
-            let name = &header.names[col];
-            if col == label_idx {
-                if field.is_empty() {
-                    return Err(self.malformed(
-                        line,
-                        col as u64 + 1,
-                        format!("the label ('{name}') is empty; every row needs a label"),
-                    ));
-                }
-                label = Some(match field.parse::<i64>() {
-                    Ok(v) => LabelKey::Int(v),
-                    Err(_) => LabelKey::Text(field.to_string()),
-                });
-                continue;
-            }
-            let Ok(value) = field.parse::<f32>() else {
-                return Err(self.malformed(line, col as u64 + 1, format!(
-                    "column '{name}' has {field:?}, which is not a number; every column except the label must be numeric"
-                )));
-            };
-            if !value.is_finite() {
-                return Err(self.malformed(
-                    line,
-                    col as u64 + 1,
-                    format!(
-                        "column '{name}' has {field}, which is not finite; remove or impute the value"
-                    ),
-                ));
+            if let Err(p) = self.rules.record(&record, line, |_| {}) {
+                return Err(malformed(&self.shown, p));
             }
         }
-        if let Some(label) = label {
-            *self.labels.entry(label).or_default() += 1;
-        }
-        self.rows += 1;
-        Ok(())
     }
+}
 
-    fn header_row(&mut self, record: &csv::ByteRecord, line: u64) -> Result<(), UploadError> {
-        let mut names = csv::StringRecord::from_byte_record(record.clone())
-            .map_err(|e| self.not_utf8(line, e.utf8_error().field()))?;
-        names.trim();
-        if names.is_empty() || (names.len() == 1 && names[0].is_empty()) {
-            return Err(self.malformed(1, 1, EMPTY_FILE.into()));
-        }
-        if names.len() < 2 {
-            return Err(self.malformed(
-                1,
-                1,
-                format!(
-                    "the header has only one column ('{}'); a dataset needs at least one feature column and a label column",
-                    &names[0]
-                ),
-            ));
-        }
-        let label_idx = match &self.label_column {
-            None => names.len() - 1,
-            Some(name) => match names.iter().position(|h| h == name) {
-                Some(i) => i,
-                None => {
-                    return Err(self.malformed(1, 1, format!(
-                        "there is no column named '{name}' in the header (columns: {}); set label_column to one of them, or leave it empty for the last column",
-                        names.iter().collect::<Vec<_>>().join(", ")
-                    )));
-                }
-            },
-        };
-        self.header = Some(Header {
-            names: names.iter().map(str::to_string).collect(),
-            label_idx,
-        });
-        Ok(())
-    }
-
-    fn not_utf8(&self, line: u64, field: usize) -> UploadError {
-        self.malformed(
-            line,
-            field as u64 + 1,
-            "the field is not valid UTF-8; save the file as UTF-8".into(),
-        )
-    }
-
-    fn malformed(&self, line: u64, column: u64, message: String) -> UploadError {
-        UploadError::Malformed(DataError::Malformed {
-            file: self.shown.clone(),
-            line,
-            column,
-            message,
-        })
-    }
+/// A broken rule in the upload named `shown`.
+fn malformed(shown: &str, problem: Problem) -> UploadError {
+    UploadError::Malformed(problem.in_file(shown))
 }
 
 fn already_failed() -> UploadError {
     UploadError::Io(io::Error::other(
         "this upload already failed; start a new one",
     ))
-}
-
-fn label_text(k: &LabelKey) -> String {
-    match k {
-        LabelKey::Int(v) => v.to_string(),
-        LabelKey::Text(s) => s.clone(),
-    }
 }
 
 fn count_newlines(bytes: &[u8]) -> u64 {
