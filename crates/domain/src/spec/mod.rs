@@ -2,8 +2,10 @@
 
 use std::fmt;
 
+mod optimizer;
 mod schedule;
 
+pub use optimizer::OptimizerSpec;
 pub use schedule::{LrSchedule, validate_schedule};
 
 /// Upper bound on `epochs`; more is almost certainly a mistake (a unit mix-up).
@@ -357,61 +359,6 @@ pub enum Activation {
     Gelu,
 }
 
-/// An optimizer with every default resolved (PyTorch's defaults).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum OptimizerSpec {
-    Sgd {
-        momentum: f64,
-        nesterov: bool,
-        weight_decay: f64,
-    },
-    /// Adam; with `decoupled` weight decay it is AdamW.
-    Adam {
-        beta1: f64,
-        beta2: f64,
-        eps: f64,
-        weight_decay: f64,
-        decoupled: bool,
-    },
-    RmsProp {
-        alpha: f64,
-        eps: f64,
-        momentum: f64,
-        weight_decay: f64,
-    },
-    AdaDelta {
-        rho: f64,
-        eps: f64,
-        weight_decay: f64,
-    },
-}
-
-impl OptimizerSpec {
-    pub fn adam_default() -> Self {
-        Self::Adam {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            decoupled: false,
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Sgd { .. } => "sgd",
-            Self::Adam {
-                decoupled: false, ..
-            } => "adam",
-            Self::Adam {
-                decoupled: true, ..
-            } => "adamw",
-            Self::RmsProp { .. } => "rmsprop",
-            Self::AdaDelta { .. } => "adadelta",
-        }
-    }
-}
-
 impl fmt::Display for Activation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -509,7 +456,7 @@ impl JobSpec {
         self.validate_imbalance()?;
         self.validate_dynamics()?;
         validate_schedule(&self.lr_schedule, self.epochs)?;
-        self.validate_optimizer()?;
+        self.optimizer.validate()?;
         self.validate_model()?;
         self.validate_dataset()
     }
@@ -725,63 +672,6 @@ impl JobSpec {
                 "the model would have {n} parameters{across} for {inputs} features and {classes} classes, more than the limit of {MAX_PARAMETERS}; use fewer or narrower hidden layers"
             )
         })
-    }
-
-    fn validate_optimizer(&self) -> Result<(), SpecError> {
-        let f = "spec.optimizer";
-        match self.optimizer {
-            OptimizerSpec::Sgd {
-                momentum,
-                nesterov,
-                weight_decay,
-            } => {
-                check_non_negative(momentum, &format!("{f}.momentum"))?;
-                check_non_negative(weight_decay, &format!("{f}.weight_decay"))?;
-                check(
-                    !nesterov || momentum > 0.0,
-                    &format!("{f}.nesterov"),
-                    || {
-                        "Nesterov momentum needs momentum > 0; set optimizer.momentum (0.9 is usual) or turn nesterov off".into()
-                    },
-                )
-            }
-            OptimizerSpec::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-                ..
-            } => {
-                check_unit(beta1, &format!("{f}.beta1"), "beta1")?;
-                check_unit(beta2, &format!("{f}.beta2"), "beta2")?;
-                check_positive(eps, &format!("{f}.eps"))?;
-                check_non_negative(weight_decay, &format!("{f}.weight_decay"))
-            }
-            OptimizerSpec::RmsProp {
-                alpha,
-                eps,
-                momentum,
-                weight_decay,
-            } => {
-                check_unit(alpha, &format!("{f}.rho"), "rho (RMSprop alpha)")?;
-                check_positive(eps, &format!("{f}.eps"))?;
-                check_non_negative(momentum, &format!("{f}.momentum"))?;
-                check_non_negative(weight_decay, &format!("{f}.weight_decay"))
-            }
-            OptimizerSpec::AdaDelta {
-                rho,
-                eps,
-                weight_decay,
-            } => {
-                check(
-                    rho.is_finite() && (0.0..=1.0).contains(&rho),
-                    &format!("{f}.rho"),
-                    || format!("must be in [0, 1], got {rho}; 0.9 is usual"),
-                )?;
-                check_positive(eps, &format!("{f}.eps"))?;
-                check_non_negative(weight_decay, &format!("{f}.weight_decay"))
-            }
-        }
     }
 
     fn validate_model(&self) -> Result<(), SpecError> {
