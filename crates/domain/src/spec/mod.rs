@@ -2,9 +2,11 @@
 
 use std::fmt;
 
+mod dataset;
 mod optimizer;
 mod schedule;
 
+pub use dataset::{DatasetSpec, SyntheticSpec};
 pub use optimizer::OptimizerSpec;
 pub use schedule::{LrSchedule, validate_schedule};
 
@@ -12,11 +14,6 @@ pub use schedule::{LrSchedule, validate_schedule};
 pub const MAX_EPOCHS: u32 = 10_000;
 /// Upper bound on `batch_size`.
 pub const MAX_BATCH_SIZE: u32 = 1 << 20;
-const MAX_FEATURES: u32 = 100_000;
-const MAX_CLASSES: u32 = 1_000;
-const MAX_SYNTHETIC_SAMPLES: u64 = 50_000_000;
-/// Generated values (samples × features) a synthetic dataset may hold: 1 GiB of f32.
-const MAX_SYNTHETIC_VALUES: u64 = 1 << 28;
 /// Trainable parameters a model may have (with Adam's state, about 1.6 GB of f32).
 pub const MAX_PARAMETERS: u64 = 100_000_000;
 const MAX_HIDDEN_LAYERS: usize = 64;
@@ -200,33 +197,6 @@ impl ModelSelection {
     pub fn value_of_score(self, score: f64) -> f64 {
         if self == Self::Loss { -score } else { score }
     }
-}
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum DatasetSpec {
-    /// A CSV file, relative to the server's data directory.
-    Csv {
-        path: String,
-        /// Header name of the label column; `None` = the last column.
-        label_column: Option<String>,
-    },
-    Synthetic(SyntheticSpec),
-    /// A dataset uploaded through the Datasets service.
-    Uploaded {
-        id: String,
-    },
-}
-
-/// Gaussian clusters, one per class.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SyntheticSpec {
-    pub samples: u64,
-    pub features: u32,
-    pub classes: u32,
-    /// Relative class frequencies; empty = balanced.
-    pub class_ratios: Vec<f64>,
-    pub separation: f64,
-    pub seed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -458,7 +428,7 @@ impl JobSpec {
         validate_schedule(&self.lr_schedule, self.epochs)?;
         self.optimizer.validate()?;
         self.validate_model()?;
-        self.validate_dataset()
+        self.dataset.validate()
     }
 
     /// Gradient clipping and early stopping.
@@ -771,84 +741,6 @@ impl JobSpec {
             )?;
         }
         check_unit(mlp.dropout, &format!("{f}.dropout"), "dropout probability")
-    }
-
-    fn validate_dataset(&self) -> Result<(), SpecError> {
-        match &self.dataset {
-            DatasetSpec::Csv { path, .. } => {
-                check(!path.trim().is_empty(), "spec.dataset.csv.path", || {
-                    "is empty; give a CSV file's path relative to the server's data directory"
-                        .into()
-                })
-            }
-            DatasetSpec::Uploaded { id } => {
-                check(!id.trim().is_empty(), "spec.dataset.dataset_id", || {
-                    "is empty; give the id UploadDataset returned (list them with ListDatasets)"
-                        .into()
-                })
-            }
-            DatasetSpec::Synthetic(s) => {
-                let f = "spec.dataset.synthetic";
-                check(s.samples >= 1, &format!("{f}.samples"), || {
-                    "is 0, which makes an empty dataset; ask for at least one sample per class"
-                        .into()
-                })?;
-                check(
-                    s.samples <= MAX_SYNTHETIC_SAMPLES,
-                    &format!("{f}.samples"),
-                    || {
-                        format!(
-                            "{} is more than the limit of {MAX_SYNTHETIC_SAMPLES}",
-                            s.samples
-                        )
-                    },
-                )?;
-                check(
-                    (1..=MAX_FEATURES).contains(&s.features),
-                    &format!("{f}.features"),
-                    || format!("must be 1 to {MAX_FEATURES}, got {}", s.features),
-                )?;
-                let values = s.samples * u64::from(s.features);
-                check(
-                    values <= MAX_SYNTHETIC_VALUES,
-                    &format!("{f}.samples"),
-                    || {
-                        format!(
-                            "{} samples x {} features is {values} values, more than the limit of {MAX_SYNTHETIC_VALUES}; use fewer samples or features",
-                            s.samples, s.features
-                        )
-                    },
-                )?;
-                check(s.classes >= 2, &format!("{f}.classes"), || {
-                    format!("a classifier needs at least 2 classes, got {}", s.classes)
-                })?;
-                check(s.classes <= MAX_CLASSES, &format!("{f}.classes"), || {
-                    format!("{} is more than the limit of {MAX_CLASSES}", s.classes)
-                })?;
-                check(
-                    s.separation.is_finite() && s.separation >= 0.0,
-                    &format!("{f}.separation"),
-                    || format!("must be a finite number >= 0, got {}", s.separation),
-                )?;
-                if !s.class_ratios.is_empty() {
-                    check(
-                        s.class_ratios.len() == s.classes as usize,
-                        &format!("{f}.class_ratios"),
-                        || {
-                            format!(
-                                "has {} entries for {} classes; give one ratio per class or none",
-                                s.class_ratios.len(),
-                                s.classes
-                            )
-                        },
-                    )?;
-                    for (i, r) in s.class_ratios.iter().enumerate() {
-                        check_positive(*r, &format!("{f}.class_ratios[{i}]"))?;
-                    }
-                }
-                Ok(())
-            }
-        }
     }
 }
 
