@@ -1,4 +1,5 @@
-//! A training job's specification and the checks that need no data.
+//! A training job's specification and the checks that need no data: JobSpec, SpecError and
+//! the top-level checks here; each part of the spec, with its own checks, in a file beside.
 
 mod dataset;
 mod imbalance;
@@ -85,6 +86,7 @@ fn yes() -> bool {
     true
 }
 
+/// Field checks the parts share: `Err` naming `field` with `message` unless `ok`.
 fn check(ok: bool, field: &str, message: impl FnOnce() -> String) -> Result<(), SpecError> {
     if ok {
         Ok(())
