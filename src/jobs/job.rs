@@ -86,6 +86,16 @@ struct Inner {
     durable: u64,
     /// Set at shutdown: streams of jobs that will not finish in this process end.
     streams_closed: bool,
+    /// Why the store could not keep this job's progress, once it could not.
+    storage_error: Option<String>,
+    /// Bumped when events that were never committed are dropped from the log; the writer
+    /// skips events of an older generation.
+    generation: u64,
+    /// True while a job thread runs this job.
+    on_thread: bool,
+    /// Set when not even the FAILED status of a job failed by the store could be saved:
+    /// its streams end with what is on disk.
+    gave_up: bool,
 }
 
 impl Inner {
@@ -107,7 +117,29 @@ impl Inner {
             events: Vec::new(),
             durable: 0,
             streams_closed: false,
+            storage_error: None,
+            generation: 0,
+            on_thread: false,
+            gave_up: false,
         }
+    }
+
+    /// Rebuilds the state the events give from the first `len` events alone.
+    fn replay(&mut self, spec: &JobSpec, len: usize) {
+        self.events.truncate(len);
+        let fresh = Inner::new(self.selection, Vec::new(), None);
+        self.status = fresh.status;
+        self.message = fresh.message;
+        self.started = fresh.started;
+        self.finished = fresh.finished;
+        self.epochs_completed = fresh.epochs_completed;
+        self.last_epoch = fresh.last_epoch;
+        self.best = fresh.best;
+        let events = std::mem::take(&mut self.events);
+        for e in &events {
+            self.apply(spec, &e.kind, e.time);
+        }
+        self.events = events;
     }
 
     /// The one place an event changes a job's state (live, and when replaying the log).
@@ -199,7 +231,28 @@ impl Job {
     /// a terminal status are dropped: the log ends there.
     pub fn push(self: &Arc<Self>, kind: EventKind) {
         let mut inner = self.lock();
+        self.append(&mut inner, kind);
+    }
+
+    /// Records the end of the job thread's work: `status` and `message`, unless the store
+    /// failed the job meanwhile, which then ends FAILED saying so.
+    pub fn finish(self: &Arc<Self>, status: JobStatus, message: String) {
+        let mut inner = self.lock();
+        inner.on_thread = false;
+        let (status, message) = match &inner.storage_error {
+            Some(why) => (JobStatus::Failed, why.clone()),
+            None => (status, message),
+        };
+        self.append(&mut inner, EventKind::Status { status, message });
+    }
+
+    fn append(self: &Arc<Self>, inner: &mut Inner, kind: EventKind) {
         if inner.status.is_terminal() && !inner.events.is_empty() {
+            return;
+        }
+        // Once the store failed this job, only its final status is still recorded.
+        let terminal = matches!(&kind, EventKind::Status { status, .. } if status.is_terminal());
+        if inner.storage_error.is_some() && !terminal {
             return;
         }
         let time = SystemTime::now();
@@ -213,13 +266,53 @@ impl Job {
         });
         inner.events.push(event.clone());
         // Sent under the lock, so the writer receives this job's events in seq order.
-        self.persister.send(Persist::Event(self.clone(), event));
+        self.persister
+            .send(Persist::Event(self.clone(), event, inner.generation));
+    }
+
+    /// Called by the writer when it could not commit this job's events or checkpoint
+    /// (after its retries). Everything not on disk is dropped from the log (watchers never
+    /// saw it) and the job's state is what the disk holds; the job is stopped and ends
+    /// FAILED saying why. A later failure to record that FAILED status is only logged: the
+    /// job then stays FAILED in memory and resumes from its last saved epoch after a
+    /// restart.
+    pub fn storage_failed(self: &Arc<Self>, why: &str) {
+        let mut inner = self.lock();
+        if inner.storage_error.is_some() {
+            // Its FAILED status could not be saved either.
+            inner.gave_up = true;
+            drop(inner);
+            self.log_len.send_modify(|_| {});
+            return;
+        }
+        inner.generation += 1;
+        let durable = inner.durable as usize;
+        inner.replay(&self.spec, durable);
+        let message = format!(
+            "the server could not save this job's progress ({why}); nothing after epoch {} was kept. Free space in the state directory or make it writable, then submit the job again",
+            inner.epochs_completed
+        );
+        tracing::error!(job = %self.id, %message, "job failed by the state store");
+        inner.storage_error = Some(message.clone());
+        self.cancel.store(true, Ordering::SeqCst);
+        let on_thread = inner.on_thread;
+        drop(inner);
+        // A job thread records the end itself; otherwise it is recorded here.
+        if !on_thread {
+            self.set_status(JobStatus::Failed, message);
+        }
+    }
+
+    /// Whether the writer should still write an event or checkpoint of `generation`.
+    pub fn writes_current(&self, generation: Option<u64>) -> bool {
+        let inner = self.lock();
+        inner.storage_error.is_none() || generation.is_some_and(|g| g == inner.generation)
     }
 
     /// Called by the writer once events up to `seq` are on disk.
     pub fn mark_durable(&self, seq: u64) {
         let mut inner = self.lock();
-        if seq > inner.durable {
+        if seq > inner.durable && seq <= inner.events.len() as u64 {
             inner.durable = seq;
             drop(inner);
             self.log_len.send_replace(seq);
@@ -244,13 +337,22 @@ impl Job {
         !self.lock().events.is_empty()
     }
 
-    /// Records RUNNING on `device`.
+    /// Records RUNNING on `device`, for a job thread that is about to start.
     pub fn start(self: &Arc<Self>, device: String, message: String) {
-        self.lock().device = device;
-        self.push(EventKind::Status {
+        let mut inner = self.lock();
+        inner.device = device;
+        inner.on_thread = true;
+        let kind = EventKind::Status {
             status: JobStatus::Running,
             message,
-        });
+        };
+        self.append(&mut inner, kind);
+    }
+
+    /// The job thread could not be started after all.
+    pub fn not_started(self: &Arc<Self>, message: String) {
+        self.lock().on_thread = false;
+        self.set_status(JobStatus::Failed, message);
     }
 
     /// Keeps what a run reports about itself at its start (and writes it).
@@ -392,7 +494,8 @@ impl Subscription {
                     return Some(batch);
                 }
                 let all_on_disk = inner.durable == inner.events.len() as u64;
-                if all_on_disk && (inner.status.is_terminal() || inner.streams_closed) {
+                let ended = inner.status.is_terminal() || inner.streams_closed;
+                if ended && (all_on_disk || inner.gave_up) {
                     return None;
                 }
             }

@@ -13,6 +13,8 @@ mod model_uploads;
 mod models;
 mod persist;
 mod scheduler;
+#[cfg(test)]
+mod scheduler_tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;

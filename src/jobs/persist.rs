@@ -1,7 +1,9 @@
 //! The writer thread: persists events, run info and checkpoints in the order they were
 //! produced, off the training threads, then makes events visible to watchers. A watcher
 //! therefore only ever sees events that are already on disk: whatever a client was told
-//! survives a crash.
+//! survives a crash. A write that still fails after its retries (a full disk, a read-only
+//! file system) fails the jobs it was for (`Job::storage_failed`): nothing is shown or
+//! claimed that is not on disk, and the server carries on.
 
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -10,13 +12,14 @@ use super::job::Job;
 use crate::domain::Checkpoint;
 use crate::domain::EventKind;
 use crate::domain::{JobEvent, RunInfo};
-use crate::store::{Store, Write, keep_best, prune_checkpoints, write_checkpoint};
+use crate::store::{Store, StoreError, Write, keep_best, prune_checkpoints, write_checkpoint};
 
 /// Writes handled per transaction at most.
 const BATCH: usize = 512;
 
 pub(super) enum Persist {
-    Event(Arc<Job>, Arc<JobEvent>),
+    /// An event, with the job's log generation when it was pushed.
+    Event(Arc<Job>, Arc<JobEvent>, u64),
     Info(String, RunInfo),
     Checkpoint(Arc<Job>, Checkpoint),
     /// Answered once everything sent before it is written.
@@ -53,6 +56,29 @@ impl Persister {
     }
 }
 
+/// Attempts per write before the jobs it was for fail.
+const ATTEMPTS: u32 = 5;
+
+/// Runs `write` until it succeeds or `ATTEMPTS` tries failed (a full disk may be freed, a
+/// lock released), waiting a little longer after each.
+fn retried<T>(
+    what: &str,
+    mut write: impl FnMut() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut attempt = 1;
+    loop {
+        match write() {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < ATTEMPTS => {
+                tracing::warn!(attempt, error = %e, "{what} failed; retrying");
+                std::thread::sleep(std::time::Duration::from_millis(100 * u64::from(attempt)));
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn run(store: &Store, rx: &mpsc::Receiver<Persist>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -62,37 +88,65 @@ fn run(store: &Store, rx: &mpsc::Receiver<Persist>) {
                 Err(_) => break,
             }
         }
+        // What a job failed by the store still sends, from before its failure, is dropped.
+        batch.retain(|p| match p {
+            Persist::Event(job, _, generation) => job.writes_current(Some(*generation)),
+            Persist::Checkpoint(job, _) => job.writes_current(None),
+            _ => true,
+        });
         // Checkpoints first: a checkpoint always precedes its epoch's metrics event, so
-        // recovery can trust that the checkpoint of every recorded epoch exists.
+        // the checkpoint of every recorded epoch exists. A checkpoint that cannot be
+        // written fails its job before any of its later events are committed.
         for p in &batch {
             if let Persist::Checkpoint(job, c) = p
-                && let Err(e) = write_checkpoint(&store.job_dir(&job.id), c)
+                && job.writes_current(None)
+                && let Err(e) = retried("checkpoint write", || {
+                    write_checkpoint(&store.job_dir(&job.id), c)
+                })
             {
-                tracing::error!(job = %job.id, epoch = c.epoch, error = %e, "checkpoint not written");
+                job.storage_failed(&format!("checkpoint of epoch {} not written: {e}", c.epoch));
             }
         }
         let writes: Vec<Write<'_>> = batch
             .iter()
             .filter_map(|p| match p {
-                Persist::Event(_, e) => Some(Write::Event(e)),
+                Persist::Event(job, e, g) if job.writes_current(Some(*g)) => Some(Write::Event(e)),
                 Persist::Info(job_id, info) => Some(Write::Info { job_id, info }),
                 _ => None,
             })
             .collect();
-        if !writes.is_empty() {
-            commit(store, &writes);
+        if !writes.is_empty()
+            && let Err(e) = retried("state database write", || store.write(&writes))
+        {
+            tracing::error!(error = %e, "events not saved to the state database");
+            for p in &batch {
+                if let Persist::Event(job, _, g) = p
+                    && job.writes_current(Some(*g))
+                {
+                    job.storage_failed(&format!("events not saved: {e}"));
+                }
+            }
+            // What failed is dropped; what was pushed since goes to the next batch.
+            answer_flushes(batch);
+            continue;
         }
         for p in batch {
             match p {
-                Persist::Event(job, e) => {
+                Persist::Event(job, e, g) => {
+                    if !job.writes_current(Some(g)) {
+                        continue;
+                    }
                     job.mark_durable(e.seq);
                     if let EventKind::Epoch(end) = &e.kind {
                         let dir = store.job_dir(&job.id);
                         let epoch = job.spec.checkpoint_epoch(end);
                         if end.best_epoch == epoch
-                            && let Err(err) = keep_best(&dir, epoch)
+                            && let Err(err) = retried("best model link", || keep_best(&dir, epoch))
                         {
-                            tracing::error!(job = %job.id, epoch, error = %err, "best model not kept");
+                            job.storage_failed(&format!(
+                                "the best epoch's model (epoch {epoch}) not kept: {err}"
+                            ));
+                            continue;
                         }
                         // Older checkpoints are no longer needed once an epoch is recorded.
                         if let Err(err) = prune_checkpoints(&dir, epoch) {
@@ -109,19 +163,11 @@ fn run(store: &Store, rx: &mpsc::Receiver<Persist>) {
     }
 }
 
-/// Commits a batch, retrying a few times (a full disk may be freed, a lock released).
-/// If it still fails the events stay visible in memory and the error is logged: the
-/// service keeps running, but those events will be missing after a restart.
-fn commit(store: &Store, writes: &[Write<'_>]) {
-    const ATTEMPTS: u32 = 5;
-    for attempt in 1..=ATTEMPTS {
-        match store.write(writes) {
-            Ok(()) => return,
-            Err(e) if attempt < ATTEMPTS => {
-                tracing::warn!(attempt, error = %e, "state database write failed; retrying");
-                std::thread::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)));
-            }
-            Err(e) => tracing::error!(error = %e, "events not saved to the state database"),
+/// Answers the flush requests of a batch whose writes were dropped.
+fn answer_flushes(batch: Vec<Persist>) {
+    for p in batch {
+        if let Persist::Flush(done) = p {
+            let _ = done.send(());
         }
     }
 }

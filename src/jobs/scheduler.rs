@@ -228,6 +228,10 @@ impl Scheduler {
             let Some(job) = state.queue.pop_front() else {
                 break;
             };
+            // Failed by the store while it waited.
+            if job.status().is_terminal() {
+                continue;
+            }
             let start = self.runner.starting(&job.snapshot());
             job.start(start.device, start.message);
             state.running += 1;
@@ -238,12 +242,9 @@ impl Scheduler {
                 .spawn(move || scheduler.run(thread_job));
             if let Err(e) = spawned {
                 state.running -= 1;
-                job.set_status(
-                    JobStatus::Failed,
-                    format!(
-                        "could not start a job thread: {e}; the server may be out of resources"
-                    ),
-                );
+                job.not_started(format!(
+                    "could not start a job thread: {e}; the server may be out of resources"
+                ));
             }
         }
     }
@@ -276,7 +277,7 @@ impl Scheduler {
             },
         };
         tracing::info!(status = status.as_str(), %message, "job ended");
-        job.set_status(status, message);
+        job.finish(status, message);
         let mut state = self.lock();
         state.running -= 1;
         self.schedule(&mut state);

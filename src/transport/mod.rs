@@ -1,7 +1,7 @@
 //! The only module that knows tonic and prost: the gRPC services, the conversions to and
 //! from domain types, and the error→status mapping.
 
-mod convert;
+pub(crate) mod convert;
 mod datasets;
 mod models;
 mod status;
