@@ -235,15 +235,20 @@ impl Job {
     }
 
     /// Records the end of the job thread's work: `status` and `message`, unless the store
-    /// failed the job meanwhile, which then ends FAILED saying so.
-    pub fn finish(self: &Arc<Self>, status: JobStatus, message: String) {
+    /// failed the job meanwhile, which then ends FAILED saying so. Returns what it recorded.
+    pub fn finish(self: &Arc<Self>, status: JobStatus, message: String) -> (JobStatus, String) {
         let mut inner = self.lock();
         inner.on_thread = false;
         let (status, message) = match &inner.storage_error {
             Some(why) => (JobStatus::Failed, why.clone()),
             None => (status, message),
         };
-        self.append(&mut inner, EventKind::Status { status, message });
+        let kind = EventKind::Status {
+            status,
+            message: message.clone(),
+        };
+        self.append(&mut inner, kind);
+        (status, message)
     }
 
     fn append(self: &Arc<Self>, inner: &mut Inner, kind: EventKind) {

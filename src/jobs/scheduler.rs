@@ -276,8 +276,8 @@ impl Scheduler {
                 _ => (JobStatus::Cancelled, "cancelled by request".into()),
             },
         };
+        let (status, message) = job.finish(status, message);
         tracing::info!(status = status.as_str(), %message, "job ended");
-        job.finish(status, message);
         let mut state = self.lock();
         state.running -= 1;
         self.schedule(&mut state);

@@ -19,8 +19,31 @@ impl ServerProcess {
     /// Starts `gradstream serve`, configured through GRADSTREAM_* variables, and waits for
     /// its `listening on ADDR` line.
     pub fn start(data_dir: &Path, state_dir: &Path) -> Self {
-        let mut child = Command::new(BIN)
-            .arg("serve")
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve");
+        Self::spawn(cmd, data_dir, state_dir)
+    }
+
+    /// The same, with the state directory on a `size` tmpfs (`"8m"`) of its own: the
+    /// server runs in a private user and mount namespace (`unshare`) where the tmpfs is
+    /// mounted over `state_dir`. Outside, the tmpfs is reached through [`Self::root`].
+    pub fn start_on_tmpfs(data_dir: &Path, state_dir: &Path, size: &str) -> Self {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+            .arg(r#"mount -t tmpfs -o "size=$1" tmpfs "$2" && exec "$3" serve"#)
+            .args(["sh", size])
+            .arg(state_dir)
+            .arg(BIN);
+        Self::spawn(cmd, data_dir, state_dir)
+    }
+
+    /// `path` as this server sees it (through its mount namespace).
+    pub fn root(&self, path: &Path) -> std::path::PathBuf {
+        Path::new(&format!("/proc/{}/root", self.child.id())).join(path.strip_prefix("/").unwrap())
+    }
+
+    fn spawn(mut cmd: Command, data_dir: &Path, state_dir: &Path) -> Self {
+        let mut child = cmd
             .env("GRADSTREAM_LISTEN", "127.0.0.1:0")
             .env("GRADSTREAM_DATA_DIR", data_dir)
             .env("GRADSTREAM_STATE_DIR", state_dir)
@@ -72,5 +95,15 @@ impl ServerProcess {
         assert!(sent.success(), "kill -{signal} {pid}");
         let status = self.child.wait().unwrap();
         (status, self.log.iter().collect())
+    }
+}
+
+/// A test that ends (or fails) without stopping its server does not leave it running.
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
