@@ -10,7 +10,7 @@ use safetensors::tensor::{Dtype, SafeTensors, View};
 
 use super::StoreError;
 
-fn path(dir: &Path, epoch: u32) -> PathBuf {
+pub(crate) fn path(dir: &Path, epoch: u32) -> PathBuf {
     dir.join(format!("epoch-{epoch:06}.safetensors"))
 }
 
@@ -176,6 +176,21 @@ pub fn prune_checkpoints(dir: &Path, recorded: u32) -> Result<(), StoreError> {
 
 pub fn read_checkpoint(dir: &Path, epoch: u32) -> Result<Checkpoint, StoreError> {
     read(&path(dir, epoch))
+}
+
+/// The checkpoint holding the model of `epoch` ([`model_checkpoint`]), read. A file pruned
+/// between finding and reading it counts as missing, and the kept best one is tried.
+pub(crate) fn read_model_checkpoint(
+    dir: &Path,
+    epoch: u32,
+) -> Result<Option<Checkpoint>, StoreError> {
+    for p in [path(dir, epoch), best_path(dir, epoch)] {
+        match read(&p) {
+            Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            read => return read.map(Some),
+        }
+    }
+    Ok(None)
 }
 
 pub fn read_checkpoint_file(p: &Path) -> Result<Checkpoint, StoreError> {
