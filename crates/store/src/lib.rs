@@ -2,7 +2,8 @@
 //! can be swapped: [`JobRepository`] (jobs and their event logs), [`UploadCatalog`]
 //! (uploaded datasets and models) and [`BlobStore`] (checkpoints, upload files). All are
 //! `Send + Sync` and object-safe. [`SqliteStore`] implements them over an SQLite database
-//! (WAL) under `--state-dir` with checkpoint files beside it. Synchronous code; the job manager
+//! (WAL) under `--state-dir` with checkpoint files beside it; [`suite`] is the test suite
+//! every implementation must pass. Synchronous code; the job manager
 //! calls it from its own writer thread, never from a training thread.
 
 mod blobs;
@@ -12,6 +13,7 @@ mod error;
 mod repository;
 mod schema;
 mod sqlite;
+pub mod suite;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
