@@ -10,7 +10,7 @@ use safetensors::tensor::{Dtype, SafeTensors, View};
 
 use super::StoreError;
 
-fn path(dir: &Path, epoch: u32) -> PathBuf {
+pub(crate) fn path(dir: &Path, epoch: u32) -> PathBuf {
     dir.join(format!("epoch-{epoch:06}.safetensors"))
 }
 
@@ -178,6 +178,21 @@ pub fn read_checkpoint(dir: &Path, epoch: u32) -> Result<Checkpoint, StoreError>
     read(&path(dir, epoch))
 }
 
+/// The checkpoint holding the model of `epoch` ([`model_checkpoint`]), read. A file pruned
+/// between finding and reading it counts as missing, and the kept best one is tried.
+pub(crate) fn read_model_checkpoint(
+    dir: &Path,
+    epoch: u32,
+) -> Result<Option<Checkpoint>, StoreError> {
+    for p in [path(dir, epoch), best_path(dir, epoch)] {
+        match read(&p) {
+            Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            read => return read.map(Some),
+        }
+    }
+    Ok(None)
+}
+
 pub fn read_checkpoint_file(p: &Path) -> Result<Checkpoint, StoreError> {
     read(p)
 }
@@ -235,81 +250,4 @@ fn read(p: &Path) -> Result<Checkpoint, StoreError> {
             | ((get("dropout_word_pos_hi")? as u64 as u128) << 64),
         tensors: rest,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn f32s(v: &[f32]) -> HostTensor {
-        let data = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        HostTensor::new(DType::F32, vec![v.len()], data).unwrap()
-    }
-
-    #[test]
-    fn round_trips_and_prunes_below_the_recorded_epoch() {
-        let dir = tempfile::tempdir().unwrap();
-        for epoch in 1..=4 {
-            let c = Checkpoint {
-                epoch,
-                iteration: 0,
-                global_step: u64::from(epoch) * 10,
-                dropout_word_pos: (7u128 << 64) | 12345,
-                tensors: vec![("model.w".into(), f32s(&[epoch as f32, 2.0]))],
-            };
-            write_checkpoint(dir.path(), &c).unwrap();
-        }
-        prune_checkpoints(dir.path(), 3).unwrap();
-        let names: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        assert_eq!(
-            names,
-            vec!["epoch-000003.safetensors", "epoch-000004.safetensors"]
-        );
-        let c = read_checkpoint(dir.path(), 4).unwrap();
-        assert_eq!(
-            (c.epoch, c.global_step, c.dropout_word_pos),
-            (4, 40, (7u128 << 64) | 12345)
-        );
-        assert_eq!(c.tensors.len(), 1);
-        assert_eq!(c.tensors[0].1, f32s(&[4.0, 2.0]));
-        assert!(read_checkpoint(dir.path(), 1).is_err());
-    }
-
-    #[test]
-    fn the_best_epoch_survives_pruning_and_only_one_best_is_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        for epoch in 1..=4 {
-            let c = Checkpoint {
-                epoch,
-                iteration: 0,
-                global_step: u64::from(epoch),
-                dropout_word_pos: 0,
-                tensors: vec![("model.w".into(), f32s(&[epoch as f32]))],
-            };
-            write_checkpoint(dir.path(), &c).unwrap();
-            if epoch == 2 || epoch == 3 {
-                keep_best(dir.path(), epoch).unwrap();
-            }
-            prune_checkpoints(dir.path(), epoch).unwrap();
-        }
-        let mut names: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        assert_eq!(
-            names,
-            vec!["best-epoch-000003.safetensors", "epoch-000004.safetensors"]
-        );
-        let best = read_checkpoint_file(&model_checkpoint(dir.path(), 3).unwrap()).unwrap();
-        assert_eq!(best.epoch, 3);
-        assert_eq!(best.tensors[0].1, f32s(&[3.0]));
-        assert!(model_checkpoint(dir.path(), 2).is_none());
-        assert!(model_checkpoint(dir.path(), 4).is_some());
-    }
 }
