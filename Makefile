@@ -34,8 +34,9 @@ run: build
 demo: build
 	DEMO_EXIT=1 scripts/demo.sh
 
+# Every crate of the workspace: the pure ones (domain, metrics, data) need no libtorch.
 test: $(STAMP)
-	cargo test --release --locked
+	cargo test --release --locked --workspace
 
 bench: build
 	cargo bench --locked --bench throughput
@@ -46,11 +47,12 @@ bench: build
 	cargo bench --locked --bench torchscript
 
 lint: $(STAMP)
-	cargo fmt --check
-	cargo clippy --release --locked --all-targets -- -D warnings
+	cargo fmt --all --check
+	cargo clippy --release --locked --workspace --all-targets -- -D warnings
+	scripts/check-layers.sh
 
 fmt:
-	cargo fmt
+	cargo fmt --all
 
 clean:
 	cargo clean

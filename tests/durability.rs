@@ -325,12 +325,7 @@ async fn a_retried_submit_returns_the_same_job_even_after_a_restart() {
     let after = c.submit_job(req()).await.unwrap().into_inner();
     assert_eq!(after.id, first.id);
     assert_eq!(after.status, pb::JobStatus::Succeeded as i32);
-    let jobs = c
-        .list_jobs(pb::ListJobsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .jobs;
+    let jobs = list_jobs(&mut c).await;
     assert_eq!(jobs.len(), 1, "no second job was created");
     server.stop("TERM");
 }

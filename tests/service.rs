@@ -102,12 +102,7 @@ async fn a_full_job_streams_status_progress_and_metrics_in_order() {
     assert_eq!(job.last_epoch.as_ref(), eps.last());
     assert_eq!(job.spec.as_ref().unwrap().epochs, 3);
 
-    let listed = c
-        .list_jobs(pb::ListJobsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .jobs;
+    let listed = list_jobs(&mut c).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, job_id);
 }

@@ -9,13 +9,10 @@ mod common;
 
 use std::io::Write;
 use std::path::Path;
-use std::time::Duration;
 
 use common::process::ServerProcess;
 use common::*;
 use gradstream::transport::pb::{self, job_event::Kind, trainer_client::TrainerClient};
-
-const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Many short epochs: the disk fills while it trains.
 fn long_spec() -> pb::JobSpec {
@@ -23,12 +20,6 @@ fn long_spec() -> pb::JobSpec {
     s.batch_size = 64;
     s.report_every = 5;
     s
-}
-
-async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
 /// Fills the file system holding `dir` until a write fails for want of space.
@@ -82,14 +73,7 @@ async fn a_full_disk_fails_the_job_honestly_and_the_server_carries_on() {
         .await
         .unwrap()
         .into_inner();
-    let mut stream = c
-        .watch_job(pb::WatchJobRequest {
-            job_id: job.id.clone(),
-            from_seq: 1,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = watch_stream(&mut c, &job.id, 1).await;
     let mut seen = Vec::new();
     // Two epochs recorded, then the disk fills.
     while seen.iter().filter_map(epoch_of).count() < 2 {
@@ -106,13 +90,7 @@ async fn a_full_disk_fails_the_job_honestly_and_the_server_carries_on() {
         seen.push(e);
     }
     assert_gap_free(&seen);
-    let failed = c
-        .get_job(pb::GetJobRequest {
-            job_id: job.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let failed = get_job(&mut c, &job.id).await;
     assert_eq!(failed.status(), pb::JobStatus::Failed, "{}", failed.message);
     assert!(
         failed
@@ -168,14 +146,7 @@ async fn a_full_disk_fails_the_job_honestly_and_the_server_carries_on() {
     // from the checkpoint of the last epoch shown.
     let again = ServerProcess::start(data.path(), copy.path());
     let mut c = TrainerClient::connect(again.url.clone()).await.unwrap();
-    let mut stream = c
-        .watch_job(pb::WatchJobRequest {
-            job_id: job.id.clone(),
-            from_seq: 1,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = watch_stream(&mut c, &job.id, 1).await;
     // The FAILED status itself reached the disk only if the disk still had room for it.
     let failed_on_disk = statuses(&seen).last() == Some(&pb::JobStatus::Failed);
     let mut replayed: Vec<pb::JobEvent> = Vec::new();

@@ -2,10 +2,10 @@
 //! through the generated gRPC client.
 
 mod client;
-mod models;
 mod plot;
 mod render;
 mod spec_args;
+mod trained_models;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -15,8 +15,8 @@ use clap::{Parser, Subcommand};
 use crate::config::{LogFormat, ServeConfig};
 use crate::transport::pb;
 
-use models::{EvalSource, FormatArg, VersionArg};
 pub use spec_args::SpecArgs;
+use trained_models::{EvalSource, FormatArg, VersionArg};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -248,7 +248,7 @@ pub fn main() -> std::process::ExitCode {
                     max_lr: Some(max_lr),
                     iterations: Some(iterations),
                 };
-                models::lr_find(&client, req).await
+                trained_models::lr_find(&client, req).await
             }
             Command::Watch {
                 job_id,
@@ -266,7 +266,7 @@ pub fn main() -> std::process::ExitCode {
                 file,
                 model,
                 client,
-            } => models::predict(&client, &job_id, &file, model).await,
+            } => trained_models::predict(&client, &job_id, &file, model).await,
             Command::Evaluate {
                 job_id,
                 source,
@@ -277,11 +277,20 @@ pub fn main() -> std::process::ExitCode {
                 plot,
                 client,
             } => {
-                let report = models::ThresholdArgs {
+                let report = trained_models::ThresholdArgs {
                     target_recall,
                     positive_label,
                 };
-                models::evaluate(&client, &job_id, source, label_column, report, model, plot).await
+                trained_models::evaluate(
+                    &client,
+                    &job_id,
+                    source,
+                    label_column,
+                    report,
+                    model,
+                    plot,
+                )
+                .await
             }
             Command::Export {
                 job_id,
@@ -289,7 +298,7 @@ pub fn main() -> std::process::ExitCode {
                 output,
                 model,
                 client,
-            } => models::export(&client, &job_id, format, &output, model).await,
+            } => trained_models::export(&client, &job_id, format, &output, model).await,
             Command::Models { command, client } => match command {
                 ModelsCommand::Upload { file, name } => {
                     client::upload_model(&client, &file, name).await

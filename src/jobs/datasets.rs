@@ -9,7 +9,7 @@ use super::{JobError, JobManager};
 use crate::data::upload::{CsvUpload, UploadError, UploadLimits};
 use crate::domain::UploadKind;
 use crate::domain::{DatasetInfo, DatasetSpec, JobStatus, SpecError};
-use crate::store::Store;
+use crate::store::StateStore;
 
 /// The first message of an upload.
 #[derive(Debug, Clone, Default)]
@@ -26,7 +26,7 @@ pub struct DatasetUpload {
     part: PartFile,
     id: String,
     header: UploadHeader,
-    store: Arc<Store>,
+    store: Arc<dyn StateStore>,
 }
 
 /// An upload's temporary file: deleted when dropped, unless it was kept.
@@ -175,7 +175,7 @@ impl JobManager {
         kind: UploadKind,
         id: &str,
         uses: impl Fn(&crate::domain::JobSpec) -> bool,
-        delete: impl FnOnce(&Store) -> Result<bool, crate::store::StoreError>,
+        delete: impl FnOnce(&dyn StateStore) -> Result<bool, crate::store::StoreError>,
     ) -> Result<(), JobError> {
         self.shared.scheduler.with_jobs(|jobs| {
             let users: Vec<String> = jobs
@@ -192,7 +192,7 @@ impl JobManager {
                 });
             }
             // Deleted under the lock, so no job can start using it in between.
-            if delete(&self.shared.store)? {
+            if delete(&*self.shared.store)? {
                 Ok(())
             } else {
                 Err(JobError::not_found(kind, id))

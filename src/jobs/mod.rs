@@ -9,12 +9,12 @@ mod datasets;
 mod job;
 mod kind;
 mod kinds;
-mod model_uploads;
-mod models;
+mod module_uploads;
 mod persist;
 mod scheduler;
 #[cfg(test)]
 mod scheduler_tests;
+mod trained_models;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,17 +26,17 @@ pub use datasets::{DatasetUpload, Upload, UploadHeader};
 use job::Job;
 pub use job::{JobSnapshot, StopReason, Subscription};
 pub use kind::{Interruption, Outcome, RunContext, Runner, Start};
-pub use model_uploads::{ModelHeader, ModelUpload};
-pub use models::{EvalData, ExportFormat, ExportedFile, Predictions};
+pub use module_uploads::{ModelHeader, ModelUpload};
 use persist::Persister;
 use scheduler::{Added, Scheduler};
+pub use trained_models::{EvalData, ExportFormat, ExportedFile, Predictions};
 
 use crate::data::{self, DataError};
 use crate::domain::{
     DatasetSpec, JobKind, JobSpec, JobStatus, ModelSpec, RangeTest, SpecError, UploadKind,
 };
 use crate::engine::EngineError;
-use crate::store::{self, Store, StoreError};
+use crate::store::{self, StateStore, StoreError};
 
 /// Settings of the job manager.
 #[derive(Debug, Clone)]
@@ -93,6 +93,9 @@ pub enum JobError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    /// The state store could not do what was asked; its kind decides the status code.
+    #[error("{0}")]
+    Store(StoreError),
 }
 
 impl JobError {
@@ -122,7 +125,7 @@ impl From<DataError> for JobError {
 
 impl From<StoreError> for JobError {
     fn from(e: StoreError) -> Self {
-        Self::Internal(e.to_string())
+        Self::Store(e)
     }
 }
 
@@ -142,17 +145,20 @@ pub struct JobManager {
 
 struct Shared {
     config: JobsConfig,
-    store: Arc<Store>,
+    store: Arc<dyn StateStore>,
     scheduler: Arc<Scheduler>,
     /// Trained models loaded for predictions and exports.
-    models: models::ModelCache,
+    trained: trained_models::ModelCache,
 }
 
 impl JobManager {
     /// A manager over `store`, with every job the store holds: finished jobs as they were,
     /// queued jobs queued again, and jobs that were running when the process stopped
     /// queued first, to resume from their last checkpoint.
-    pub fn open(config: JobsConfig, store: Arc<Store>) -> Result<(Self, Recovered), JobError> {
+    pub fn open(
+        config: JobsConfig,
+        store: Arc<dyn StateStore>,
+    ) -> Result<(Self, Recovered), JobError> {
         let stored = store.load_jobs()?;
         let runner = Arc::new(kinds::Kinds {
             config: config.clone(),
@@ -165,7 +171,7 @@ impl JobManager {
     /// The same over any runner: the scheduler's tests use one of their own.
     fn with_runner(
         config: JobsConfig,
-        store: Arc<Store>,
+        store: Arc<dyn StateStore>,
         runner: Arc<dyn Runner>,
         stored: Vec<store::StoredJob>,
     ) -> Result<(Self, Recovered), JobError> {
@@ -177,7 +183,7 @@ impl JobManager {
             config,
             store,
             scheduler,
-            models: models::ModelCache::default(),
+            trained: trained_models::ModelCache::default(),
         });
         Ok((Self { shared }, recovered))
     }
@@ -281,7 +287,7 @@ impl JobManager {
         }
         spec.validate_class_weights(Some(&dataset.labels))?;
         spec.validate_inputs(dataset.width as u64)?;
-        model_uploads::fit_model(spec, dataset.width, dataset.labels.len())?;
+        module_uploads::fit_model(spec, dataset.width, dataset.labels.len())?;
         spec.validate_model_size(dataset.width as u64, dataset.labels.len() as u64)?;
         let train_counts = data::train_counts(&dataset.class_counts(), spec.validation_fraction);
         let planned = data::imbalance::planned_counts(spec, &train_counts)?;
@@ -352,7 +358,7 @@ impl JobManager {
         // the writer may be busy with other jobs' checkpoints).
         scheduler.persister().flush();
         scheduler.remove(id, |_| Ok(self.shared.store.delete_job(id)?))?;
-        self.shared.models.forget(id);
+        self.shared.trained.forget(id);
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use super::job::Job;
 use crate::domain::Checkpoint;
 use crate::domain::EventKind;
 use crate::domain::{JobEvent, RunInfo};
-use crate::store::{Store, StoreError, Write, keep_best, prune_checkpoints, write_checkpoint};
+use crate::store::{StateStore, StoreError, Write};
 
 /// Writes handled per transaction at most.
 const BATCH: usize = 512;
@@ -33,11 +33,11 @@ pub(super) struct Persister {
 
 impl Persister {
     /// Starts the writer thread; it ends when the last `Persister` is dropped.
-    pub fn spawn(store: Arc<Store>) -> std::io::Result<Self> {
+    pub fn spawn(store: Arc<dyn StateStore>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("state-writer".into())
-            .spawn(move || run(&store, &rx))?;
+            .spawn(move || run(&*store, &rx))?;
         Ok(Self { tx })
     }
 
@@ -79,7 +79,7 @@ fn retried<T>(
     }
 }
 
-fn run(store: &Store, rx: &mpsc::Receiver<Persist>) {
+fn run(store: &dyn StateStore, rx: &mpsc::Receiver<Persist>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -100,9 +100,7 @@ fn run(store: &Store, rx: &mpsc::Receiver<Persist>) {
         for p in &batch {
             if let Persist::Checkpoint(job, c) = p
                 && job.writes_current(None)
-                && let Err(e) = retried("checkpoint write", || {
-                    write_checkpoint(&store.job_dir(&job.id), c)
-                })
+                && let Err(e) = retried("checkpoint write", || store.write_checkpoint(&job.id, c))
             {
                 job.storage_failed(&format!("checkpoint of epoch {} not written: {e}", c.epoch));
             }
@@ -116,7 +114,7 @@ fn run(store: &Store, rx: &mpsc::Receiver<Persist>) {
             })
             .collect();
         if !writes.is_empty()
-            && let Err(e) = retried("state database write", || store.write(&writes))
+            && let Err(e) = retried("state database write", || store.append(&writes))
         {
             tracing::error!(error = %e, "events not saved to the state database");
             for p in &batch {
@@ -138,10 +136,10 @@ fn run(store: &Store, rx: &mpsc::Receiver<Persist>) {
                     }
                     job.mark_durable(e.seq);
                     if let EventKind::Epoch(end) = &e.kind {
-                        let dir = store.job_dir(&job.id);
                         let epoch = job.spec.checkpoint_epoch(end);
                         if end.best_epoch == epoch
-                            && let Err(err) = retried("best model link", || keep_best(&dir, epoch))
+                            && let Err(err) =
+                                retried("best model link", || store.keep_best(&job.id, epoch))
                         {
                             job.storage_failed(&format!(
                                 "the best epoch's model (epoch {epoch}) not kept: {err}"
@@ -149,7 +147,7 @@ fn run(store: &Store, rx: &mpsc::Receiver<Persist>) {
                             continue;
                         }
                         // Older checkpoints are no longer needed once an epoch is recorded.
-                        if let Err(err) = prune_checkpoints(&dir, epoch) {
+                        if let Err(err) = store.prune_checkpoints(&job.id, epoch) {
                             tracing::warn!(job = %job.id, error = %err, "old checkpoints not removed");
                         }
                     }

@@ -748,7 +748,10 @@ pub fn lr_finder_event(e: &JobEvent) -> Option<Result<pb::LrFinderEvent, JobErro
         }
         _ => return None,
     };
-    Some(Ok(pb::LrFinderEvent { kind: Some(kind) }))
+    Some(Ok(pb::LrFinderEvent {
+        kind: Some(kind),
+        job_id: e.job_id.clone(),
+    }))
 }
 
 pub fn event(e: &JobEvent) -> pb::JobEvent {

@@ -4,7 +4,8 @@
 use tonic::{Request, Response, Status, Streaming};
 
 use super::pb::datasets_server::{Datasets, DatasetsServer};
-use super::{convert, pb, status};
+use super::{blocking, convert, pb, status};
+use crate::domain::SpecError;
 use crate::jobs::{JobManager, Upload, UploadHeader};
 
 pub fn service(jobs: JobManager) -> DatasetsServer<DatasetsService> {
@@ -13,16 +14,6 @@ pub fn service(jobs: JobManager) -> DatasetsServer<DatasetsService> {
 
 pub struct DatasetsService {
     jobs: JobManager,
-}
-
-/// Runs blocking work (file I/O, SQLite) off the async threads.
-pub(super) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::jobs::JobError> + Send + 'static,
-) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Status::internal(format!("worker task failed: {e}")))?
-        .map_err(status::from_job_error)
 }
 
 /// One message of an upload stream: the header (first message only) or the file's next
@@ -59,8 +50,9 @@ pub(super) async fn first_header<M: UploadMessage>(
 ) -> Result<M::Header, Status> {
     match stream.message().await?.map(M::into_part) {
         Some(UploadPart::Header(h)) => Ok(h),
-        _ => Err(Status::invalid_argument(format!(
-            "header: the first message of an upload must carry the header ({fields})"
+        _ => Err(status::from_spec_error(SpecError::new(
+            "header",
+            format!("the first message of an upload must carry the header ({fields})"),
         ))),
     }
 }
@@ -78,9 +70,10 @@ pub(super) async fn receive<U: Upload + Send + 'static, M: UploadMessage>(
                 upload = blocking(move || upload.push(&bytes).map(|()| upload)).await?;
             }
             UploadPart::Header(_) => {
-                return Err(Status::invalid_argument(
-                    "header: only the first message may carry a header; send the file's bytes as chunks",
-                ));
+                return Err(status::from_spec_error(SpecError::new(
+                    "header",
+                    "only the first message may carry a header; send the file's bytes as chunks",
+                )));
             }
             UploadPart::Empty => {}
         }
@@ -100,9 +93,9 @@ impl Datasets for DatasetsService {
             pb::DatasetFormat::try_from(header.format),
             Ok(pb::DatasetFormat::Unspecified | pb::DatasetFormat::Csv)
         ) {
-            return Err(Status::invalid_argument(format!(
-                "header.format: {} is not a supported format; use CSV",
-                header.format
+            return Err(status::from_spec_error(SpecError::new(
+                "header.format",
+                format!("{} is not a supported format; use CSV", header.format),
             )));
         }
         let header = UploadHeader {

@@ -3,7 +3,7 @@
 
 pub(crate) mod convert;
 mod datasets;
-mod models;
+mod modules;
 mod status;
 mod trainer;
 
@@ -70,7 +70,7 @@ pub async fn serve(
         .add_service(reflection_alpha)
         .add_service(trainer::service(jobs.clone()))
         .add_service(datasets::service(jobs.clone()))
-        .add_service(models::service(jobs))
+        .add_service(modules::service(jobs))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())
@@ -83,4 +83,14 @@ pub async fn set_not_serving(health: &tonic_health::server::HealthReporter) {
             .set_service_status(name, tonic_health::ServingStatus::NotServing)
             .await;
     }
+}
+
+/// Runs blocking work (files, SQLite, libtorch) off the async threads and maps its error.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, crate::jobs::JobError> + Send + 'static,
+) -> Result<T, tonic::Status> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(status::from_task_error)?
+        .map_err(status::from_job_error)
 }

@@ -6,6 +6,7 @@ use tonic::{Code, Status};
 use crate::data::upload::UploadError;
 use crate::domain::{JobStatus, SpecError};
 use crate::jobs::JobError;
+use crate::store::StoreErrorKind;
 
 pub fn from_job_error(e: JobError) -> Status {
     let code = match &e {
@@ -14,6 +15,17 @@ pub fn from_job_error(e: JobError) -> Status {
         JobError::ShuttingDown => Code::Unavailable,
         JobError::RequestIdReused(_) => Code::AlreadyExists,
         JobError::Internal(_) => Code::Internal,
+        JobError::Store(e) => match e.kind() {
+            StoreErrorKind::NotFound => Code::NotFound,
+            StoreErrorKind::Conflict => Code::Aborted,
+            // A full or read-only disk, a busy database: the server cannot do it now.
+            StoreErrorKind::Unavailable | StoreErrorKind::Full | StoreErrorKind::ReadOnly => {
+                Code::Unavailable
+            }
+            StoreErrorKind::Corrupt => Code::DataLoss,
+            StoreErrorKind::TooNew => Code::FailedPrecondition,
+            StoreErrorKind::Internal => Code::Internal,
+        },
         JobError::UploadNotFound { .. } => Code::NotFound,
         JobError::InUse { .. } | JobError::NotFinished(_) | JobError::NoModel(_) => {
             Code::FailedPrecondition
@@ -36,4 +48,10 @@ pub fn from_job_error(e: JobError) -> Status {
 
 pub fn from_spec_error(e: SpecError) -> Status {
     from_job_error(JobError::InvalidSpec(e))
+}
+
+/// A blocking task that did not complete (it panicked or the runtime is shutting down):
+/// a bug or a server going away, never the request's fault.
+pub fn from_task_error(e: tokio::task::JoinError) -> Status {
+    Status::internal(format!("request task failed: {e}"))
 }

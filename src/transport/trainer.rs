@@ -9,7 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::pb::trainer_server::{Trainer, TrainerServer};
-use super::{convert, pb, status};
+use super::{blocking, convert, pb, status};
 use crate::jobs::{JobError, JobManager, JobSnapshot, Subscription};
 
 /// Events buffered per watcher before the watcher's task waits for its client. The log
@@ -37,16 +37,6 @@ impl TrainerService {
         // Reading a CSV and writing the job record are blocking work.
         blocking(move || jobs.submit(spec, request_id)).await
     }
-}
-
-/// Runs blocking work (files, libtorch) off the async runtime and maps its error.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, JobError> + Send + 'static,
-) -> Result<T, Status> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| Status::internal(format!("request task failed: {e}")))?
-        .map_err(status::from_job_error)
 }
 
 /// Bytes per ExportChunk data message.

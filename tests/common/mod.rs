@@ -154,11 +154,66 @@ pub async fn watch(
     job_id: &str,
     from_seq: u64,
 ) -> Vec<pb::JobEvent> {
+    collect(watch_stream(c, job_id, from_seq).await).await
+}
+
+/// A job's event stream from `from_seq`, to read at one's own pace.
+pub async fn watch_stream(
+    c: &mut TrainerClient<Channel>,
+    job_id: &str,
+    from_seq: u64,
+) -> tonic::Streaming<pb::JobEvent> {
     let req = pb::WatchJobRequest {
         job_id: job_id.into(),
         from_seq,
     };
-    collect(c.watch_job(req).await.unwrap().into_inner()).await
+    c.watch_job(req).await.unwrap().into_inner()
+}
+
+pub async fn get_job(c: &mut TrainerClient<Channel>, job_id: &str) -> pb::Job {
+    c.get_job(pb::GetJobRequest {
+        job_id: job_id.into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+}
+
+/// Every job, as ListJobs gives them.
+pub async fn list_jobs(c: &mut TrainerClient<Channel>) -> Vec<pb::Job> {
+    c.list_jobs(pb::ListJobsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs
+}
+
+/// How long a bounded wait may take before it fails its test.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// `f`, or a failed test naming `what` if it takes longer than [`DEADLINE`].
+pub async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// Polls until job `job_id` has `status`, under [`DEADLINE`].
+pub async fn wait_for_status(
+    c: &mut TrainerClient<Channel>,
+    job_id: &str,
+    status: pb::JobStatus,
+) -> pb::Job {
+    bounded(&format!("job {job_id} to be {status:?}"), async {
+        loop {
+            let j = get_job(c, job_id).await;
+            if j.status() == status {
+                return j;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
 }
 
 /// The job of a finished history, after checking it succeeded.

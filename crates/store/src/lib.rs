@@ -27,6 +27,19 @@ pub use error::{StoreError, StoreErrorKind};
 pub use repository::{JobRepository, StoredJob, Write};
 pub use sqlite::SqliteStore;
 
+/// Everything the service keeps, behind one object: what the job manager holds (as
+/// `Arc<dyn StateStore>`). Any backend that implements the three traits (and passes
+/// [`suite`]) is one.
+pub trait StateStore:
+    JobRepository + UploadCatalog + BlobStore + gradstream_data::UploadedDatasets
+{
+}
+
+impl<T: JobRepository + UploadCatalog + BlobStore + gradstream_data::UploadedDatasets> StateStore
+    for T
+{
+}
+
 /// The store the server runs on.
 pub type Store = SqliteStore;
 

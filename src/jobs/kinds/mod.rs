@@ -14,12 +14,12 @@ use super::job::JobSnapshot;
 use super::kind::{Interruption, Outcome, RunContext, Runner, Start};
 use crate::domain::JobKind;
 use crate::engine;
-use crate::store::Store;
+use crate::store::StateStore;
 
 /// Runs every kind of job with the job manager's settings.
 pub(super) struct Kinds {
     pub config: JobsConfig,
-    pub store: Arc<Store>,
+    pub store: Arc<dyn StateStore>,
     pub suggestions: Suggestions,
 }
 

@@ -7,7 +7,7 @@ use crate::domain::{
 };
 use crate::engine::{self, EngineError, Observer, TrainOutcome};
 use crate::jobs::kind::{Outcome, RunContext};
-use crate::store::{Store, StoreError, read_checkpoint, take_resume_checkpoint};
+use crate::store::{StateStore, StoreError};
 
 use super::Kinds;
 
@@ -37,7 +37,7 @@ fn train(
 ) -> Result<TrainOutcome, EngineError> {
     let ctx: &RunContext<'_> = ctx;
     let data = dataset(kinds, ctx)?;
-    let resume = resume_point(&kinds.store, ctx)?;
+    let resume = resume_point(&*kinds.store, ctx)?;
     let mut observer = TrainingObserver { ctx };
     engine::train(
         spec,
@@ -60,18 +60,24 @@ pub(super) fn dataset(kinds: &Kinds, ctx: &RunContext<'_>) -> Result<Dataset, En
 
 /// A mid-epoch checkpoint from a shutdown, if it continues the recorded epochs; otherwise
 /// the checkpoint of the last recorded epoch; nothing for a job that recorded none.
-fn resume_point(store: &Store, ctx: &RunContext<'_>) -> Result<Option<Checkpoint>, EngineError> {
-    let dir = store.job_dir(ctx.job_id());
+fn resume_point(
+    store: &dyn StateStore,
+    ctx: &RunContext<'_>,
+) -> Result<Option<Checkpoint>, EngineError> {
     let completed = ctx.epochs_completed();
     let cannot = |e: StoreError| EngineError::Internal(format!("cannot resume: {e}"));
-    let mid_epoch = take_resume_checkpoint(&dir).unwrap_or_else(|e| {
+    let mid_epoch = store.take_resume_checkpoint(ctx.job_id()).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "mid-epoch checkpoint unreadable; resuming from the last epoch");
         None
     });
     Ok(match mid_epoch {
         Some(c) if c.epoch == completed + 1 => Some(c),
         _ if completed == 0 => None,
-        _ => Some(read_checkpoint(&dir, completed).map_err(cannot)?),
+        _ => Some(
+            store
+                .read_checkpoint(ctx.job_id(), completed)
+                .map_err(cannot)?,
+        ),
     })
 }
 

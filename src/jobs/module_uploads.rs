@@ -1,6 +1,7 @@
-//! Uploaded TorchScript models: streamed in, checked to load as a trainable module, kept
-//! under the state directory, and protected from deletion while a job needs them. At
-//! submit, a job's `model.torchscript` is resolved to its file and tried on the job's data.
+//! Uploaded TorchScript modules (the `Models` service; `ModelInfo` in the contract):
+//! streamed in, checked to load as a trainable module, kept under the state directory, and
+//! protected from deletion while a job needs them. At submit, a job's `model.torchscript`
+//! is resolved to its file and tried on the job's data.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -11,7 +12,7 @@ use crate::data::upload::{UploadError, UploadLimits, UploadSink};
 use crate::domain::UploadKind;
 use crate::domain::{JobSpec, ModelInfo, ModelSpec, SpecError};
 use crate::engine::script;
-use crate::store::Store;
+use crate::store::StateStore;
 
 /// The first message of a model upload.
 #[derive(Debug, Clone, Default)]
@@ -26,7 +27,7 @@ pub struct ModelUpload {
     part: PartFile,
     id: String,
     header: ModelHeader,
-    store: Arc<Store>,
+    store: Arc<dyn StateStore>,
 }
 
 impl Upload for ModelUpload {

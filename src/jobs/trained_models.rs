@@ -3,7 +3,6 @@
 //! checkpoints are pruned) and cached, so repeated calls do not reload it.
 
 use std::collections::VecDeque;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -16,7 +15,7 @@ use crate::domain::{DatasetSpec, ModelVersion, SpecError};
 use crate::engine::{LossFn, Portable, TrainedModel};
 use crate::metrics::curves::full_report_for;
 use crate::metrics::{self, Evaluation};
-use crate::store::{model_checkpoint, read_checkpoint_file};
+use crate::store::StoreErrorKind;
 
 /// Models kept loaded, most recently used last.
 const CACHED_MODELS: usize = 4;
@@ -169,7 +168,7 @@ impl JobManager {
         format: ExportFormat,
     ) -> Result<Vec<ExportedFile>, JobError> {
         let (snap, epoch, model) = self.trained(job_id, version, Device::Cpu)?;
-        let tmp = tempfile_in(&self.shared.store.job_dir(job_id))?;
+        let tmp = export_dir()?;
         let mut model = lock(&model);
         match format {
             ExportFormat::TorchScript => {
@@ -236,18 +235,17 @@ impl JobManager {
             let snap = self.shared.scheduler.find(job_id)?.snapshot();
             let epoch = model_epoch(&snap, job_id, version)?;
             let key = (job_id.to_string(), epoch, device == Device::Cpu);
-            if let Some(m) = self.shared.models.get(&key) {
+            if let Some(m) = self.shared.trained.get(&key) {
                 return Ok((snap, epoch, m));
             }
-            let dir = self.shared.store.job_dir(job_id);
-            let read = model_checkpoint(&dir, epoch).map(|p| (read_checkpoint_file(&p), p));
-            match read {
-                Some((Ok(c), _)) => break (snap, epoch, c),
-                Some((Err(e), p)) if attempts == 0 || p.exists() => return Err(e.into()),
-                None if attempts == 0 => {
+            match self.shared.store.model_checkpoint(job_id, epoch) {
+                Ok(Some(c)) => break (snap, epoch, c),
+                Err(e) if attempts == 0 || e.kind() != StoreErrorKind::NotFound => {
+                    return Err(e.into());
+                }
+                Ok(None) if attempts == 0 => {
                     return Err(JobError::Internal(format!(
-                        "the checkpoint of epoch {epoch} of job '{job_id}' is missing from {}",
-                        dir.display()
+                        "the checkpoint of epoch {epoch} of job '{job_id}' is missing"
                     )));
                 }
                 _ => continue,
@@ -256,7 +254,7 @@ impl JobManager {
         let model = TrainedModel::load(&snap.spec, &snap.features, snap.labels.len(), &c, device)?;
         let model = Arc::new(Mutex::new(model));
         let key = (job_id.to_string(), epoch, device == Device::Cpu);
-        self.shared.models.put(key, model.clone());
+        self.shared.trained.put(key, model.clone());
         Ok((snap, epoch, model))
     }
 }
@@ -295,11 +293,11 @@ fn internal(e: impl std::fmt::Display) -> JobError {
     JobError::Internal(e.to_string())
 }
 
-fn tempfile_in(dir: &Path) -> Result<tempfile::TempDir, JobError> {
-    std::fs::create_dir_all(dir).map_err(internal)?;
+/// A private folder for the files of one export (libtorch writes TorchScript to a path).
+fn export_dir() -> Result<tempfile::TempDir, JobError> {
     tempfile::Builder::new()
-        .prefix(".export-")
-        .tempdir_in(dir)
+        .prefix("gradstream-export-")
+        .tempdir()
         .map_err(internal)
 }
 

@@ -4,7 +4,8 @@
 
 use tonic::{Request, Response, Status, Streaming};
 
-use super::datasets::{UploadMessage, UploadPart, blocking, first_header, receive};
+use super::blocking;
+use super::datasets::{UploadMessage, UploadPart, first_header, receive};
 use super::pb::models_server::{Models, ModelsServer};
 use super::{convert, pb};
 use crate::jobs::{JobManager, ModelHeader};
