@@ -101,7 +101,7 @@ async fn a_full_disk_fails_the_job_honestly_and_the_server_carries_on() {
         "{}",
         failed.message
     );
-    let last_epoch = seen.iter().filter_map(epoch_of).last().unwrap();
+    let last_epoch = seen.iter().rev().find_map(epoch_of).unwrap();
     assert!(
         failed
             .message

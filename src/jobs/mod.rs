@@ -259,7 +259,7 @@ impl JobManager {
             Ok(job)
         })?;
         match added {
-            Added::New(snapshot) => Ok(snapshot),
+            Added::New(snapshot) => Ok(*snapshot),
             // A retry that raced with its first attempt.
             Added::Existing(job) => same_request(&job, kind, &spec, request_id.as_deref()),
         }

@@ -36,7 +36,7 @@ struct State {
 /// What [`Scheduler::add`] did.
 pub(super) enum Added {
     /// A new job, now queued.
-    New(JobSnapshot),
+    New(Box<JobSnapshot>),
     /// The request id was seen before: this is its job, untouched.
     Existing(Arc<Job>),
 }
@@ -129,7 +129,7 @@ impl Scheduler {
         state.insert(job.clone());
         state.queue.push_back(job.clone());
         self.schedule(&mut state);
-        Ok(Added::New(job.snapshot()))
+        Ok(Added::New(Box::new(job.snapshot())))
     }
 
     /// True while new jobs are accepted.
