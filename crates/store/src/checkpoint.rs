@@ -19,14 +19,6 @@ fn best_path(dir: &Path, epoch: u32) -> PathBuf {
     dir.join(format!("best-epoch-{epoch:06}.safetensors"))
 }
 
-/// The checkpoint holding the model of `epoch`: its epoch checkpoint, or the kept copy of
-/// the best epoch's. `None` when neither exists.
-pub fn model_checkpoint(dir: &Path, epoch: u32) -> Option<PathBuf> {
-    [path(dir, epoch), best_path(dir, epoch)]
-        .into_iter()
-        .find(|p| p.exists())
-}
-
 /// Keeps the checkpoint of `epoch` as the job's best model (a hard link, or a copy where
 /// links are not supported) and drops the previous best. Called once the epoch's metrics
 /// event is committed; the link is made under a temporary name and renamed into place.
@@ -191,10 +183,6 @@ pub(crate) fn read_model_checkpoint(
         }
     }
     Ok(None)
-}
-
-pub fn read_checkpoint_file(p: &Path) -> Result<Checkpoint, StoreError> {
-    read(p)
 }
 
 /// Takes the mid-epoch checkpoint, if there is one: it is removed once read, so it is

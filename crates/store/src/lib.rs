@@ -19,10 +19,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use blobs::BlobStore;
 pub use catalog::UploadCatalog;
-pub use checkpoint::{
-    keep_best, model_checkpoint, prune_checkpoints, read_checkpoint, read_checkpoint_file,
-    take_resume_checkpoint, write_checkpoint,
-};
 pub use error::{StoreError, StoreErrorKind};
 pub use repository::{JobRepository, StoredJob, Write};
 pub use sqlite::SqliteStore;
