@@ -4,7 +4,7 @@
 use tonic::{Request, Response, Status, Streaming};
 
 use super::pb::datasets_server::{Datasets, DatasetsServer};
-use super::{convert, pb, status};
+use super::{pb, status};
 use crate::jobs::{JobManager, Upload, UploadHeader};
 
 pub fn service(jobs: JobManager) -> DatasetsServer<DatasetsService> {
@@ -114,7 +114,7 @@ impl Datasets for DatasetsService {
         let upload = blocking(move || jobs.begin_upload(header)).await?;
         let upload = receive(upload, &mut stream).await?;
         let info = blocking(move || upload.finish()).await?;
-        Ok(Response::new(convert::dataset_info(&info)))
+        Ok(Response::new(pb::DatasetInfo::from(&info)))
     }
 
     async fn list_datasets(
@@ -124,7 +124,7 @@ impl Datasets for DatasetsService {
         let jobs = self.jobs.clone();
         let all = blocking(move || jobs.datasets()).await?;
         Ok(Response::new(pb::ListDatasetsResponse {
-            datasets: all.iter().map(convert::dataset_info).collect(),
+            datasets: all.iter().map(pb::DatasetInfo::from).collect(),
         }))
     }
 
@@ -135,7 +135,7 @@ impl Datasets for DatasetsService {
         let jobs = self.jobs.clone();
         let id = req.into_inner().dataset_id;
         let info = blocking(move || jobs.dataset(&id)).await?;
-        Ok(Response::new(convert::dataset_info(&info)))
+        Ok(Response::new(pb::DatasetInfo::from(&info)))
     }
 
     async fn delete_dataset(
