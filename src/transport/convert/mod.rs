@@ -14,6 +14,8 @@ mod events;
 mod jobs;
 mod models;
 mod spec;
+#[cfg(test)]
+mod tests;
 mod uploads;
 
 use std::time::SystemTime;
