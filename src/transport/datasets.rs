@@ -4,7 +4,7 @@
 use tonic::{Request, Response, Status, Streaming};
 
 use super::pb::datasets_server::{Datasets, DatasetsServer};
-use super::{blocking, convert, pb, status};
+use super::{blocking, pb, status};
 use crate::domain::SpecError;
 use crate::jobs::{JobManager, Upload, UploadHeader};
 
@@ -107,7 +107,7 @@ impl Datasets for DatasetsService {
         let upload = blocking(move || jobs.begin_upload(header)).await?;
         let upload = receive(upload, &mut stream).await?;
         let info = blocking(move || upload.finish()).await?;
-        Ok(Response::new(convert::dataset_info(&info)))
+        Ok(Response::new(pb::DatasetInfo::from(&info)))
     }
 
     async fn list_datasets(
@@ -117,7 +117,7 @@ impl Datasets for DatasetsService {
         let jobs = self.jobs.clone();
         let all = blocking(move || jobs.datasets()).await?;
         Ok(Response::new(pb::ListDatasetsResponse {
-            datasets: all.iter().map(convert::dataset_info).collect(),
+            datasets: all.iter().map(pb::DatasetInfo::from).collect(),
         }))
     }
 
@@ -128,7 +128,7 @@ impl Datasets for DatasetsService {
         let jobs = self.jobs.clone();
         let id = req.into_inner().dataset_id;
         let info = blocking(move || jobs.dataset(&id)).await?;
-        Ok(Response::new(convert::dataset_info(&info)))
+        Ok(Response::new(pb::DatasetInfo::from(&info)))
     }
 
     async fn delete_dataset(

@@ -6,8 +6,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::blocking;
 use super::datasets::{UploadMessage, UploadPart, first_header, receive};
+use super::pb;
 use super::pb::models_server::{Models, ModelsServer};
-use super::{convert, pb};
 use crate::jobs::{JobManager, ModelHeader};
 
 pub fn service(jobs: JobManager) -> ModelsServer<ModelsService> {
@@ -46,7 +46,7 @@ impl Models for ModelsService {
         let upload = blocking(move || jobs.begin_model_upload(header)).await?;
         let upload = receive(upload, &mut stream).await?;
         let info = blocking(move || upload.finish()).await?;
-        Ok(Response::new(convert::model_info(&info)))
+        Ok(Response::new(pb::ModelInfo::from(&info)))
     }
 
     async fn list_models(
@@ -56,7 +56,7 @@ impl Models for ModelsService {
         let jobs = self.jobs.clone();
         let all = blocking(move || jobs.models()).await?;
         Ok(Response::new(pb::ListModelsResponse {
-            models: all.iter().map(convert::model_info).collect(),
+            models: all.iter().map(pb::ModelInfo::from).collect(),
         }))
     }
 
@@ -67,7 +67,7 @@ impl Models for ModelsService {
         let jobs = self.jobs.clone();
         let id = req.into_inner().model_id;
         let info = blocking(move || jobs.model(&id)).await?;
-        Ok(Response::new(convert::model_info(&info)))
+        Ok(Response::new(pb::ModelInfo::from(&info)))
     }
 
     async fn delete_model(

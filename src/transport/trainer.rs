@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::pb::trainer_server::{Trainer, TrainerServer};
 use super::{blocking, convert, pb, status};
-use crate::jobs::{JobError, JobManager, JobSnapshot, Subscription};
+use crate::jobs::{JobError, JobManager, JobQuery, JobSnapshot, Subscription};
 
 /// Events buffered per watcher before the watcher's task waits for its client. The log
 /// itself is unbounded, so a slow client only ever delays itself.
@@ -55,7 +55,7 @@ fn stream(mut sub: Subscription) -> EventStream {
             };
             let Some(batch) = batch else { return };
             for ev in batch {
-                if tx.send(Ok(convert::event(&ev))).await.is_err() {
+                if tx.send(Ok(pb::JobEvent::from(ev.as_ref()))).await.is_err() {
                     return;
                 }
             }
@@ -71,7 +71,7 @@ impl Trainer for TrainerService {
         req: Request<pb::SubmitJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
         let job = self.submit(req.into_inner()).await?;
-        Ok(Response::new(convert::job(&job)))
+        Ok(Response::new(pb::Job::from(&job)))
     }
 
     type TrainStream = EventStream;
@@ -107,17 +107,17 @@ impl Trainer for TrainerService {
             .jobs
             .get(&req.into_inner().job_id)
             .map_err(status::from_job_error)?;
-        Ok(Response::new(convert::job(&job)))
+        Ok(Response::new(pb::Job::from(&job)))
     }
 
     async fn list_jobs(
         &self,
         req: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        let query = convert::job_query(req.into_inner()).map_err(status::from_spec_error)?;
+        let query = JobQuery::try_from(req.into_inner()).map_err(status::from_spec_error)?;
         let (jobs, next) = self.jobs.page(&query).map_err(status::from_job_error)?;
         Ok(Response::new(pb::ListJobsResponse {
-            jobs: jobs.iter().map(convert::job).collect(),
+            jobs: jobs.iter().map(pb::Job::from).collect(),
             next_page_token: next.unwrap_or_default(),
         }))
     }
@@ -140,7 +140,7 @@ impl Trainer for TrainerService {
             .jobs
             .cancel(&req.into_inner().job_id)
             .map_err(status::from_job_error)?;
-        Ok(Response::new(convert::job(&job)))
+        Ok(Response::new(pb::Job::from(&job)))
     }
 
     async fn predict(
@@ -152,7 +152,7 @@ impl Trainer for TrainerService {
         let rows: Vec<Vec<f32>> = req.rows.into_iter().map(|r| r.values).collect();
         let jobs = self.jobs.clone();
         let p = blocking(move || jobs.predict(&req.job_id, version, &rows)).await?;
-        Ok(Response::new(convert::predictions(&p)))
+        Ok(Response::new(pb::PredictResponse::from(&p)))
     }
 
     async fn evaluate(
