@@ -12,13 +12,13 @@ use crate::diagnostics::{
 };
 use crate::early_stopping::EarlyStopper;
 use crate::epoch_metrics::{EpochOutputs, MetricsWorker};
+use crate::loss::{class_weight_tensor, step_loss};
 use crate::schedule::{Scheduler, SchedulerState};
 use crate::training_state::{SCHEDULER_KEY, STOPPER_KEY, model_state, restore, snapshot, values};
 use crate::window::Window;
 use crate::{
     Batch, BatchLoader, EngineError, EvalSet, LossFn, Network, Observer, Optimizer, Run, Scores,
-    TrainOutcome, Trained, TrainingState, build_model, class_weight_tensor, forward_eval,
-    step_loss,
+    TrainOutcome, Trained, TrainingState, build_model, forward_eval,
 };
 use gradstream_domain::{IterationProgress, LossSpec, LrSchedule};
 
