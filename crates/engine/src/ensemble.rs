@@ -11,9 +11,10 @@ use tch::{Device, Kind, Tensor, nn};
 
 use super::{
     BAGGING_SEED, EngineError, EvalSet, InMemoryLoader, LossFn, Member, Network, Observer, Run,
-    SHUFFLE_SEED, TrainOutcome, TrainSplit, TrainingState, build_model, in_chunks, load_model_vars,
+    SHUFFLE_SEED, TrainOutcome, TrainSplit, TrainingState, build_model, in_chunks,
     probability_metrics, train_model,
 };
+use crate::training_state::load_model_vars;
 use gradstream_data::imbalance::balanced_bootstrap;
 use gradstream_domain::EpochEnd;
 

@@ -6,10 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tch::{Device, nn};
 
-use super::{
-    BatchLoader, EngineError, Optimizer, Prepared, build_model, class_weight_tensor, plain_loader,
-    prepare, step_loss,
-};
+use super::{BatchLoader, EngineError, Optimizer, Prepared, build_model, plain_loader, prepare};
+use crate::loss::{class_weight_tensor, step_loss};
 use gradstream_data::Dataset;
 use gradstream_domain::{JobSpec, LrPoint, LrSuggestion, RangeTest};
 
