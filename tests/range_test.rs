@@ -39,6 +39,17 @@ async fn next(
     bounded("the next range-test message", s.message()).await
 }
 
+/// Starts [`long_test`] and waits for its first point: the stream and the test's job id.
+async fn start_long_test(c: &mut TrainerClient<Channel>) -> (Streaming<pb::LrFinderEvent>, String) {
+    let mut stream = c
+        .find_learning_rate(long_test())
+        .await
+        .unwrap()
+        .into_inner();
+    let first = next(&mut stream).await.unwrap().expect("a first point");
+    (stream, first.job_id)
+}
+
 #[tokio::test]
 async fn a_range_test_waits_for_a_slot_is_listed_and_its_points_are_events() {
     let server = TestServer::start(1).await;
@@ -126,13 +137,7 @@ async fn a_range_test_waits_for_a_slot_is_listed_and_its_points_are_events() {
 async fn cancel_job_stops_a_running_range_test_and_its_stream_says_so() {
     let server = TestServer::start(2).await;
     let mut c = server.client().await;
-    let mut stream = c
-        .find_learning_rate(long_test())
-        .await
-        .unwrap()
-        .into_inner();
-    let first = next(&mut stream).await.unwrap().expect("a first point");
-    let id = first.job_id.clone();
+    let (mut stream, id) = start_long_test(&mut c).await;
     assert_eq!(get_job(&mut c, &id).await.status(), pb::JobStatus::Running);
     c.cancel_job(pb::CancelJobRequest { job_id: id.clone() })
         .await
@@ -157,12 +162,7 @@ async fn cancel_job_stops_a_running_range_test_and_its_stream_says_so() {
 async fn a_client_that_goes_away_cancels_its_range_test() {
     let server = TestServer::start(2).await;
     let mut c = server.client().await;
-    let mut stream = c
-        .find_learning_rate(long_test())
-        .await
-        .unwrap()
-        .into_inner();
-    let id = next(&mut stream).await.unwrap().unwrap().job_id;
+    let (stream, id) = start_long_test(&mut c).await;
     drop(stream);
     wait_for_status(&mut c, &id, pb::JobStatus::Cancelled).await;
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::kind::{Interruption, Outcome, RunContext, Runner, Start};
 use super::{JobError, JobManager, JobSnapshot, JobsConfig, Recovered};
 use crate::domain::{EventKind, JobEvent, JobKind, JobSpec, JobStatus};
-use crate::store::{Store, StoredJob, Write};
+use crate::store::{JobRepository, Store, StoredJob, Write};
 use crate::transport::{convert, pb};
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -146,7 +146,7 @@ fn setup(slots: usize, stored: Vec<StoredJob>) -> (Setup, Recovered) {
             )
             .unwrap();
         let writes: Vec<Write<'_>> = job.events.iter().map(Write::Event).collect();
-        store.write(&writes).unwrap();
+        store.append(&writes).unwrap();
     }
     let stored = store.load_jobs().unwrap();
     let (fake, log) = Fake::new();

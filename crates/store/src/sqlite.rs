@@ -76,173 +76,6 @@ impl SqliteStore {
         self.dir.join("jobs").join(job_id)
     }
 
-    pub fn insert_job(
-        &self,
-        id: &str,
-        request_id: Option<&str>,
-        kind: &JobKind,
-        spec: &JobSpec,
-        created: SystemTime,
-    ) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT INTO jobs (id, request_id, spec, created_ns, kind) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, request_id, encode(spec)?, nanos(created), encode(kind)?],
-        )?;
-        Ok(())
-    }
-
-    /// The job a request id created, if any.
-    pub fn job_for_request(&self, request_id: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT id FROM jobs WHERE request_id = ?1",
-                params![request_id],
-                |r| r.get(0),
-            )
-            .optional()?)
-    }
-
-    /// Applies writes in one transaction: see [`JobRepository::append`].
-    pub fn write(&self, writes: &[Write<'_>]) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO events (job_id, seq, time_ns, kind) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            let mut info = tx.prepare_cached("UPDATE jobs SET info = ?2 WHERE id = ?1")?;
-            for w in writes {
-                match w {
-                    Write::Event(e) => {
-                        insert.execute(params![
-                            e.job_id,
-                            e.seq as i64,
-                            nanos(e.time),
-                            encode(&e.kind)?
-                        ])?;
-                    }
-                    Write::Info { job_id, info: i } => {
-                        if info.execute(params![job_id, encode(i)?])? == 0 {
-                            return Err(StoreError::UnknownJob(job_id.to_string()));
-                        }
-                    }
-                }
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Every job with its events, oldest first.
-    pub fn load_jobs(&self) -> Result<Vec<StoredJob>, StoreError> {
-        let conn = self.conn();
-        let mut jobs_q = conn.prepare(
-            "SELECT id, request_id, spec, created_ns, info, kind FROM jobs ORDER BY created_ns, rowid",
-        )?;
-        let mut events_q =
-            conn.prepare("SELECT seq, time_ns, kind FROM events WHERE job_id = ?1 ORDER BY seq")?;
-        let rows = jobs_q.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, Vec<u8>>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, Option<Vec<u8>>>(4)?,
-                r.get::<_, Option<Vec<u8>>>(5)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, request_id, spec, created, info, kind) = row?;
-            let mut events = Vec::new();
-            let rows = events_q.query_map(params![id], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                ))
-            })?;
-            for e in rows {
-                let (seq, time, kind) = e?;
-                events.push(JobEvent {
-                    job_id: id.clone(),
-                    seq: seq as u64,
-                    time: from_nanos(time),
-                    kind: rmp_serde::from_slice::<EventKind>(&kind)?,
-                });
-            }
-            out.push(StoredJob {
-                spec: rmp_serde::from_slice(&spec)?,
-                info: info.map(|i| rmp_serde::from_slice(&i)).transpose()?,
-                kind: kind
-                    .map(|k| rmp_serde::from_slice(&k))
-                    .transpose()?
-                    .unwrap_or_default(),
-                id,
-                request_id,
-                created: from_nanos(created),
-                events,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Folder of uploaded dataset files (`<id>.csv`) and of uploads in progress (`tmp/`).
-    pub fn datasets_dir(&self) -> PathBuf {
-        self.dir.join(UploadKind::Dataset.dir())
-    }
-
-    pub fn dataset_file(&self, id: &str) -> PathBuf {
-        self.datasets_dir().join(format!("{id}.csv"))
-    }
-
-    pub fn insert_dataset(&self, info: &DatasetInfo) -> Result<(), StoreError> {
-        self.insert_upload(UploadKind::Dataset, &info.id, info, info.created)
-    }
-
-    pub fn dataset(&self, id: &str) -> Result<Option<DatasetInfo>, StoreError> {
-        self.upload(UploadKind::Dataset, id)
-    }
-
-    /// Every dataset, oldest first.
-    pub fn datasets(&self) -> Result<Vec<DatasetInfo>, StoreError> {
-        self.uploads(UploadKind::Dataset)
-    }
-
-    /// Removes a dataset's record, then its file. Returns false if there was none.
-    pub fn delete_dataset(&self, id: &str) -> Result<bool, StoreError> {
-        self.delete_upload(UploadKind::Dataset, id, &self.dataset_file(id))
-    }
-
-    /// Folder of uploaded TorchScript models (`<id>.pt`) and of uploads in progress
-    /// (`tmp/`).
-    pub fn models_dir(&self) -> PathBuf {
-        self.dir.join(UploadKind::Model.dir())
-    }
-
-    pub fn model_file(&self, id: &str) -> PathBuf {
-        self.models_dir().join(format!("{id}.pt"))
-    }
-
-    pub fn insert_model(&self, info: &ModelInfo) -> Result<(), StoreError> {
-        self.insert_upload(UploadKind::Model, &info.id, info, info.created)
-    }
-
-    pub fn model(&self, id: &str) -> Result<Option<ModelInfo>, StoreError> {
-        self.upload(UploadKind::Model, id)
-    }
-
-    /// Every uploaded model, oldest first.
-    pub fn models(&self) -> Result<Vec<ModelInfo>, StoreError> {
-        self.uploads(UploadKind::Model)
-    }
-
-    /// Removes a model's record, then its file. Returns false if there was none.
-    pub fn delete_model(&self, id: &str) -> Result<bool, StoreError> {
-        self.delete_upload(UploadKind::Model, id, &self.model_file(id))
-    }
-
     fn insert_upload<T: serde::Serialize>(
         &self,
         kind: UploadKind,
@@ -304,21 +137,6 @@ impl SqliteStore {
         }
         Ok(n > 0)
     }
-
-    /// Removes a job, its events and its files.
-    pub fn delete_job(&self, job_id: &str) -> Result<(), StoreError> {
-        {
-            let mut conn = self.conn();
-            let tx = conn.transaction()?;
-            tx.execute("DELETE FROM events WHERE job_id = ?1", params![job_id])?;
-            tx.execute("DELETE FROM jobs WHERE id = ?1", params![job_id])?;
-            tx.commit()?;
-        }
-        match std::fs::remove_dir_all(self.job_dir(job_id)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
-        }
-    }
 }
 
 impl UploadedDatasets for SqliteStore {
@@ -346,57 +164,161 @@ impl JobRepository for SqliteStore {
         spec: &JobSpec,
         created: SystemTime,
     ) -> Result<(), StoreError> {
-        SqliteStore::insert_job(self, id, request_id, kind, spec, created)
+        self.conn().execute(
+            "INSERT INTO jobs (id, request_id, spec, created_ns, kind) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, request_id, encode(spec)?, nanos(created), encode(kind)?],
+        )?;
+        Ok(())
     }
 
+    /// The job a request id created, if any.
     fn job_for_request(&self, request_id: &str) -> Result<Option<String>, StoreError> {
-        SqliteStore::job_for_request(self, request_id)
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT id FROM jobs WHERE request_id = ?1",
+                params![request_id],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
+    /// Applies writes in one transaction: see [`JobRepository::append`].
     fn append(&self, writes: &[Write<'_>]) -> Result<(), StoreError> {
-        self.write(writes)
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (job_id, seq, time_ns, kind) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            let mut info = tx.prepare_cached("UPDATE jobs SET info = ?2 WHERE id = ?1")?;
+            for w in writes {
+                match w {
+                    Write::Event(e) => {
+                        insert.execute(params![
+                            e.job_id,
+                            e.seq as i64,
+                            nanos(e.time),
+                            encode(&e.kind)?
+                        ])?;
+                    }
+                    Write::Info { job_id, info: i } => {
+                        if info.execute(params![job_id, encode(i)?])? == 0 {
+                            return Err(StoreError::UnknownJob(job_id.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
+    /// Every job with its events, oldest first.
     fn load_jobs(&self) -> Result<Vec<StoredJob>, StoreError> {
-        SqliteStore::load_jobs(self)
+        let conn = self.conn();
+        let mut jobs_q = conn.prepare(
+            "SELECT id, request_id, spec, created_ns, info, kind FROM jobs ORDER BY created_ns, rowid",
+        )?;
+        let mut events_q =
+            conn.prepare("SELECT seq, time_ns, kind FROM events WHERE job_id = ?1 ORDER BY seq")?;
+        let rows = jobs_q.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<Vec<u8>>>(4)?,
+                r.get::<_, Option<Vec<u8>>>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, request_id, spec, created, info, kind) = row?;
+            let mut events = Vec::new();
+            let rows = events_q.query_map(params![id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })?;
+            for e in rows {
+                let (seq, time, kind) = e?;
+                events.push(JobEvent {
+                    job_id: id.clone(),
+                    seq: seq as u64,
+                    time: from_nanos(time),
+                    kind: rmp_serde::from_slice::<EventKind>(&kind)?,
+                });
+            }
+            out.push(StoredJob {
+                spec: rmp_serde::from_slice(&spec)?,
+                info: info.map(|i| rmp_serde::from_slice(&i)).transpose()?,
+                kind: kind
+                    .map(|k| rmp_serde::from_slice(&k))
+                    .transpose()?
+                    .unwrap_or_default(),
+                id,
+                request_id,
+                created: from_nanos(created),
+                events,
+            });
+        }
+        Ok(out)
     }
 
+    /// Removes a job, its events and its files.
     fn delete_job(&self, job_id: &str) -> Result<(), StoreError> {
-        SqliteStore::delete_job(self, job_id)
+        {
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM events WHERE job_id = ?1", params![job_id])?;
+            tx.execute("DELETE FROM jobs WHERE id = ?1", params![job_id])?;
+            tx.commit()?;
+        }
+        match std::fs::remove_dir_all(self.job_dir(job_id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 }
 
 impl UploadCatalog for SqliteStore {
     fn insert_dataset(&self, info: &DatasetInfo) -> Result<(), StoreError> {
-        SqliteStore::insert_dataset(self, info)
+        self.insert_upload(UploadKind::Dataset, &info.id, info, info.created)
     }
 
     fn dataset(&self, id: &str) -> Result<Option<DatasetInfo>, StoreError> {
-        SqliteStore::dataset(self, id)
+        self.upload(UploadKind::Dataset, id)
     }
 
+    /// Every dataset, oldest first.
     fn datasets(&self) -> Result<Vec<DatasetInfo>, StoreError> {
-        SqliteStore::datasets(self)
+        self.uploads(UploadKind::Dataset)
     }
 
+    /// Removes a dataset's record, then its file. Returns false if there was none.
     fn delete_dataset(&self, id: &str) -> Result<bool, StoreError> {
-        SqliteStore::delete_dataset(self, id)
+        self.delete_upload(UploadKind::Dataset, id, &self.dataset_file(id))
     }
 
     fn insert_model(&self, info: &ModelInfo) -> Result<(), StoreError> {
-        SqliteStore::insert_model(self, info)
+        self.insert_upload(UploadKind::Model, &info.id, info, info.created)
     }
 
     fn model(&self, id: &str) -> Result<Option<ModelInfo>, StoreError> {
-        SqliteStore::model(self, id)
+        self.upload(UploadKind::Model, id)
     }
 
+    /// Every uploaded model, oldest first.
     fn models(&self) -> Result<Vec<ModelInfo>, StoreError> {
-        SqliteStore::models(self)
+        self.uploads(UploadKind::Model)
     }
 
+    /// Removes a model's record, then its file. Returns false if there was none.
     fn delete_model(&self, id: &str) -> Result<bool, StoreError> {
-        SqliteStore::delete_model(self, id)
+        self.delete_upload(UploadKind::Model, id, &self.model_file(id))
     }
 }
 
@@ -428,18 +350,21 @@ impl BlobStore for SqliteStore {
     }
 
     fn dataset_file(&self, id: &str) -> PathBuf {
-        SqliteStore::dataset_file(self, id)
+        self.datasets_dir().join(format!("{id}.csv"))
     }
 
+    /// Folder of uploaded dataset files (`<id>.csv`) and of uploads in progress (`tmp/`).
     fn datasets_dir(&self) -> PathBuf {
-        SqliteStore::datasets_dir(self)
+        self.dir.join(UploadKind::Dataset.dir())
     }
 
     fn model_file(&self, id: &str) -> PathBuf {
-        SqliteStore::model_file(self, id)
+        self.models_dir().join(format!("{id}.pt"))
     }
 
+    /// Folder of uploaded TorchScript models (`<id>.pt`) and of uploads in progress
+    /// (`tmp/`).
     fn models_dir(&self) -> PathBuf {
-        SqliteStore::models_dir(self)
+        self.dir.join(UploadKind::Model.dir())
     }
 }
