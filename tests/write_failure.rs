@@ -171,7 +171,12 @@ async fn a_full_disk_fails_the_job_honestly_and_the_server_carries_on() {
     }
     // Everything shown before is there, unchanged, in the same places.
     assert!(replayed.len() >= seen.len(), "events were lost");
-    assert_eq!(&replayed[..seen.len()], &seen[..]);
+    if let Some(i) = (0..seen.len()).find(|&i| replayed[i] != seen[i]) {
+        panic!(
+            "event {i} differs\nshown before: {:?}\nafter restart: {:?}",
+            seen[i], replayed[i]
+        );
+    }
     c.cancel_job(pb::CancelJobRequest {
         job_id: job.id.clone(),
     })

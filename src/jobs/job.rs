@@ -342,9 +342,13 @@ impl Job {
         !self.lock().events.is_empty()
     }
 
-    /// Records RUNNING on `device`, for a job thread that is about to start.
-    pub fn start(self: &Arc<Self>, device: String, message: String) {
+    /// Records RUNNING on `device`, for a job thread that is about to start. False (and
+    /// nothing recorded) when the job has ended meanwhile (failed by the store).
+    pub fn start(self: &Arc<Self>, device: String, message: String) -> bool {
         let mut inner = self.lock();
+        if inner.status.is_terminal() {
+            return false;
+        }
         inner.device = device;
         inner.on_thread = true;
         let kind = EventKind::Status {
@@ -352,6 +356,7 @@ impl Job {
             message,
         };
         self.append(&mut inner, kind);
+        true
     }
 
     /// The job thread could not be started after all.
@@ -360,14 +365,18 @@ impl Job {
         self.set_status(JobStatus::Failed, message);
     }
 
-    /// Keeps what a run reports about itself at its start (and writes it).
+    /// Keeps what a run reports about itself at its start (and writes it), unless the
+    /// store has failed the job.
     pub fn record_info(self: &Arc<Self>, info: RunInfo) {
         {
             let mut inner = self.lock();
+            if inner.storage_error.is_some() {
+                return;
+            }
             inner.labels = info.labels.clone();
             inner.info = Some(info.clone());
         }
-        self.persister.send(Persist::Info(self.id.clone(), info));
+        self.persister.send(Persist::Info(self.clone(), info));
     }
 
     /// Hands a checkpoint to the writer.

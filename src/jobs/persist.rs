@@ -20,7 +20,7 @@ const BATCH: usize = 512;
 pub(super) enum Persist {
     /// An event, with the job's log generation when it was pushed.
     Event(Arc<Job>, Arc<JobEvent>, u64),
-    Info(String, RunInfo),
+    Info(Arc<Job>, RunInfo),
     Checkpoint(Arc<Job>, Checkpoint),
     /// Answered once everything sent before it is written.
     Flush(mpsc::Sender<()>),
@@ -59,8 +59,9 @@ impl Persister {
 /// Attempts per write before the jobs it was for fail.
 const ATTEMPTS: u32 = 5;
 
-/// Runs `write` until it succeeds or `ATTEMPTS` tries failed (a full disk may be freed, a
-/// lock released), waiting a little longer after each.
+/// Runs `write` until it succeeds, fails for a reason no retry mends (a conflict, an
+/// unknown job), or `ATTEMPTS` tries failed for one that may pass (a full disk may be
+/// freed, a lock released), waiting a little longer after each.
 fn retried<T>(
     what: &str,
     mut write: impl FnMut() -> Result<T, StoreError>,
@@ -69,7 +70,7 @@ fn retried<T>(
     loop {
         match write() {
             Ok(v) => return Ok(v),
-            Err(e) if attempt < ATTEMPTS => {
+            Err(e) if e.is_write_fault() && attempt < ATTEMPTS => {
                 tracing::warn!(attempt, error = %e, "{what} failed; retrying");
                 std::thread::sleep(std::time::Duration::from_millis(100 * u64::from(attempt)));
                 attempt += 1;
@@ -77,6 +78,62 @@ fn retried<T>(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The writes of a batch that are still current, with the job each is for.
+fn current_writes(batch: &[Persist]) -> Vec<(&Arc<Job>, Write<'_>)> {
+    batch
+        .iter()
+        .filter_map(|p| match p {
+            Persist::Event(job, e, g) if job.writes_current(Some(*g)) => {
+                Some((job, Write::Event(e)))
+            }
+            Persist::Info(job, info) if job.writes_current(None) => Some((
+                job,
+                Write::Info {
+                    job_id: &job.id,
+                    info,
+                },
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Commits the batch's writes in one transaction; if that fails, each job's writes in a
+/// transaction of their own, so that one job's failure (its disk quota, a conflict of its
+/// own) fails that job only. A job whose writes still fail is failed by the store.
+/// Returns the jobs whose writes are not on disk.
+fn commit<'a>(store: &dyn StateStore, batch: &'a [Persist]) -> Vec<&'a Arc<Job>> {
+    let writes = current_writes(batch);
+    let mut failed = Vec::new();
+    if writes.is_empty() {
+        return failed;
+    }
+    let all: Vec<Write<'_>> = writes.iter().map(|(_, w)| *w).collect();
+    let Err(e) = retried("state database write", || store.append(&all)) else {
+        return failed;
+    };
+    tracing::warn!(error = %e, "batch not saved; saving each job's events on their own");
+    let mut jobs: Vec<&Arc<Job>> = Vec::new();
+    for (job, _) in &writes {
+        if !jobs.iter().any(|j| Arc::ptr_eq(j, job)) {
+            jobs.push(job);
+        }
+    }
+    for job in jobs {
+        let own: Vec<Write<'_>> = writes
+            .iter()
+            .filter(|(j, _)| Arc::ptr_eq(j, job))
+            .map(|(_, w)| *w)
+            .collect();
+        if let Err(e) = retried("state database write", || store.append(&own)) {
+            tracing::error!(job = %job.id, error = %e, "events not saved to the state database");
+            job.storage_failed(&format!("events not saved: {e}"));
+            failed.push(job);
+        }
+    }
+    failed
 }
 
 fn run(store: &dyn StateStore, rx: &mpsc::Receiver<Persist>) {
@@ -91,8 +148,8 @@ fn run(store: &dyn StateStore, rx: &mpsc::Receiver<Persist>) {
         // What a job failed by the store still sends, from before its failure, is dropped.
         batch.retain(|p| match p {
             Persist::Event(job, _, generation) => job.writes_current(Some(*generation)),
-            Persist::Checkpoint(job, _) => job.writes_current(None),
-            _ => true,
+            Persist::Checkpoint(job, _) | Persist::Info(job, _) => job.writes_current(None),
+            Persist::Flush(_) => true,
         });
         // Checkpoints first: a checkpoint always precedes its epoch's metrics event, so
         // the checkpoint of every recorded epoch exists. A checkpoint that cannot be
@@ -105,36 +162,25 @@ fn run(store: &dyn StateStore, rx: &mpsc::Receiver<Persist>) {
                 job.storage_failed(&format!("checkpoint of epoch {} not written: {e}", c.epoch));
             }
         }
-        let writes: Vec<Write<'_>> = batch
-            .iter()
-            .filter_map(|p| match p {
-                Persist::Event(job, e, g) if job.writes_current(Some(*g)) => Some(Write::Event(e)),
-                Persist::Info(job_id, info) => Some(Write::Info { job_id, info }),
-                _ => None,
-            })
-            .collect();
-        if !writes.is_empty()
-            && let Err(e) = retried("state database write", || store.append(&writes))
-        {
-            tracing::error!(error = %e, "events not saved to the state database");
-            for p in &batch {
-                if let Persist::Event(job, _, g) = p
-                    && job.writes_current(Some(*g))
-                {
-                    job.storage_failed(&format!("events not saved: {e}"));
-                }
+        let failed = commit(store, &batch);
+        let committed = |job: &Arc<Job>, generation: u64| {
+            job.writes_current(Some(generation)) && !failed.iter().any(|f| Arc::ptr_eq(f, job))
+        };
+        // Everything committed is shown before anything else can fail a job, so a job
+        // failed below keeps every event that is on disk; nothing else is shown.
+        for p in &batch {
+            if let Persist::Event(job, e, g) = p
+                && committed(job, *g)
+            {
+                job.mark_durable(e.seq);
             }
-            // What failed is dropped; what was pushed since goes to the next batch.
-            answer_flushes(batch);
-            continue;
         }
-        for p in batch {
+        for p in &batch {
             match p {
                 Persist::Event(job, e, g) => {
-                    if !job.writes_current(Some(g)) {
+                    if !committed(job, *g) {
                         continue;
                     }
-                    job.mark_durable(e.seq);
                     if let EventKind::Epoch(end) = &e.kind {
                         let epoch = job.spec.checkpoint_epoch(end);
                         if end.best_epoch == epoch
@@ -157,15 +203,6 @@ fn run(store: &dyn StateStore, rx: &mpsc::Receiver<Persist>) {
                 }
                 _ => {}
             }
-        }
-    }
-}
-
-/// Answers the flush requests of a batch whose writes were dropped.
-fn answer_flushes(batch: Vec<Persist>) {
-    for p in batch {
-        if let Persist::Flush(done) = p {
-            let _ = done.send(());
         }
     }
 }

@@ -165,6 +165,10 @@ impl Scheduler {
     ) -> Result<(), JobError> {
         let mut state = self.lock();
         let job = state.job(id)?;
+        // Checked again under the lock: the store may have rewound the job meanwhile.
+        if !job.status().is_terminal() {
+            return Err(JobError::NotFinished(id.to_string()));
+        }
         remove(&job)?;
         state.jobs.remove(id);
         state.order.retain(|j| j.id != id);
@@ -180,8 +184,11 @@ impl Scheduler {
     pub fn cancel(&self, id: &str) -> Result<JobSnapshot, JobError> {
         let mut state = self.lock();
         let job = state.job(id)?;
-        if job.request_stop(StopReason::Cancelled) == JobStatus::Queued {
-            state.queue.retain(|q| !Arc::ptr_eq(q, &job));
+        job.request_stop(StopReason::Cancelled);
+        // Only a job still waiting in the queue ends here; a running one ends on its
+        // thread (whatever its status says: the store may have rewound it).
+        if let Some(at) = state.queue.iter().position(|q| Arc::ptr_eq(q, &job)) {
+            state.queue.remove(at);
             job.set_status(JobStatus::Cancelled, "cancelled by request".into());
             drop(job.take_dataset());
         }
@@ -228,12 +235,11 @@ impl Scheduler {
             let Some(job) = state.queue.pop_front() else {
                 break;
             };
-            // Failed by the store while it waited.
-            if job.status().is_terminal() {
+            let start = self.runner.starting(&job.snapshot());
+            // False for a job the store failed while it waited.
+            if !job.start(start.device, start.message) {
                 continue;
             }
-            let start = self.runner.starting(&job.snapshot());
-            job.start(start.device, start.message);
             state.running += 1;
             let scheduler = self.clone();
             let thread_job = job.clone();

@@ -32,8 +32,9 @@ pub fn from_job_error(e: JobError) -> Status {
         }
         JobError::RangeTestEnded { status, .. } => match status {
             JobStatus::Cancelled => Code::Cancelled,
-            JobStatus::Queued => Code::Unavailable,
-            JobStatus::Failed | JobStatus::Running | JobStatus::Succeeded => Code::Internal,
+            // Stopped by a shutdown: it runs again after the restart.
+            JobStatus::Queued | JobStatus::Running => Code::Unavailable,
+            JobStatus::Failed | JobStatus::Succeeded => Code::Internal,
         },
         JobError::Upload { error, .. } => match error {
             UploadError::Malformed(_)

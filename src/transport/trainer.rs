@@ -191,6 +191,8 @@ impl Trainer for TrainerService {
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
         let jobs = self.jobs.clone();
         tokio::spawn(async move {
+            // Whether the client got the test's last word: its result or why it ended.
+            let mut last_word = false;
             let ended = loop {
                 let batch = tokio::select! {
                     b = sub.next_batch() => b,
@@ -201,6 +203,14 @@ impl Trainer for TrainerService {
                     let Some(out) = convert::lr_finder_event(&ev) else {
                         continue;
                     };
+                    last_word |= matches!(
+                        &out,
+                        Err(_)
+                            | Ok(pb::LrFinderEvent {
+                                kind: Some(pb::lr_finder_event::Kind::Result(_)),
+                                ..
+                            })
+                    );
                     if tx.send(out.map_err(status::from_job_error)).await.is_err() {
                         break;
                     }
@@ -212,10 +222,10 @@ impl Trainer for TrainerService {
             if !ended {
                 // The client went away: the test is of no use to anyone now.
                 let _ = jobs.cancel(&job.id);
-            } else if let Ok(j) = jobs.get(&job.id)
-                && !j.status.is_terminal()
-            {
-                // The stream closed at a shutdown: the job runs again after the restart.
+            } else if !last_word && let Ok(j) = jobs.get(&job.id) {
+                // The stream closed without the test's end on disk: at a shutdown (the
+                // job runs again after the restart), or when its FAILED status could not
+                // be saved.
                 let _ = tx
                     .send(Err(status::from_job_error(JobError::RangeTestEnded {
                         id: j.id,

@@ -19,6 +19,7 @@ pub struct StoredJob {
 }
 
 /// One write, applied in order by the writer.
+#[derive(Debug, Clone, Copy)]
 pub enum Write<'a> {
     Event(&'a JobEvent),
     Info { job_id: &'a str, info: &'a RunInfo },

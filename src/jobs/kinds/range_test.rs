@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::domain::{EventKind, JobKind, JobSpec, LrSchedule, RangeTest};
+use crate::domain::{EventKind, JobKind, JobSpec, LrSchedule, LrSuggestion, RangeTest};
 use crate::engine::{self, EngineError};
 use crate::jobs::kind::{Outcome, RunContext};
 use crate::store::StoredJob;
@@ -15,6 +15,16 @@ use super::{Kinds, training};
 
 pub(super) fn run(kinds: &Kinds, ctx: &mut RunContext<'_>, test: RangeTest) -> Outcome {
     let ctx: &RunContext<'_> = ctx;
+    // Its result was recorded before the process stopped: the test is done.
+    if let Some(s) = ctx
+        .events_matching(|k| match k {
+            EventKind::RangeResult(s) => Some(*s),
+            _ => None,
+        })
+        .pop()
+    {
+        return succeeded(kinds, ctx, s);
+    }
     let data = match training::dataset(kinds, ctx) {
         Ok(d) => d,
         Err(e) => return Outcome::Failed(e.to_string()),
@@ -39,15 +49,19 @@ pub(super) fn run(kinds: &Kinds, ctx: &mut RunContext<'_>, test: RangeTest) -> O
     match found {
         Ok(s) => {
             ctx.push(EventKind::RangeResult(s));
-            kinds.suggestions.insert(ctx.spec(), s.suggested);
-            Outcome::Succeeded(format!(
-                "suggested learning rate {:e} after {} iteration(s)",
-                s.suggested, s.iterations
-            ))
+            succeeded(kinds, ctx, s)
         }
         Err(EngineError::Cancelled) => Outcome::Stopped,
         Err(e) => Outcome::Failed(e.to_string()),
     }
+}
+
+fn succeeded(kinds: &Kinds, ctx: &RunContext<'_>, s: LrSuggestion) -> Outcome {
+    kinds.suggestions.insert(ctx.spec(), s.suggested);
+    Outcome::Succeeded(format!(
+        "suggested learning rate {:e} after {} iteration(s)",
+        s.suggested, s.iterations
+    ))
 }
 
 /// Learning rates suggested by finished range tests, by what a range test depends on.
