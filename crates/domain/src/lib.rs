@@ -4,6 +4,7 @@
 mod checkpoint;
 mod dataset;
 mod event;
+mod job_kind;
 mod range_test;
 mod spec;
 
@@ -13,7 +14,8 @@ pub use event::{
     EpochEnd, EventKind, FeatureInfo, IterationProgress, JobEvent, JobStatus, LayerDiagnostics,
     RunInfo,
 };
-pub use range_test::{JobKind, LrPoint, LrSuggestion, RangeTest};
+pub use job_kind::JobKind;
+pub use range_test::{LrPoint, LrSuggestion, RangeTest};
 pub use spec::{
     Activation, ClassWeighting, CnnSpec, ConvBlock, DatasetSpec, EarlyStopping, EnsembleSpec,
     JobSpec, LossSpec, LrSchedule, MAX_BATCH_SIZE, MAX_ENSEMBLE_MEMBERS, MAX_EPOCHS, MlpSpec,

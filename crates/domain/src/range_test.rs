@@ -1,5 +1,5 @@
-//! The learning-rate range test as a kind of job: its settings, its points (events of the
-//! job) and what it found.
+//! The learning-rate range test (a kind of job, `JobKind::RangeTest`): its settings, its
+//! points (events of the job) and what it found.
 
 use serde::{Deserialize, Serialize};
 
@@ -58,17 +58,6 @@ pub struct LrSuggestion {
     pub min_loss: f64,
     pub diverged: bool,
     pub iterations: u32,
-}
-
-/// What a job does. The set is closed: the job manager runs each kind through its own
-/// module (`src/jobs/kinds/`).
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub enum JobKind {
-    /// Train the spec's model (or ensemble) for its epochs.
-    #[default]
-    Training,
-    /// The learning-rate range test on the spec's model, optimizer and data.
-    RangeTest(RangeTest),
 }
 
 #[cfg(test)]
