@@ -77,7 +77,7 @@ impl TrainingState {
     }
 
     /// A stored checkpoint as tensors on the CPU.
-    pub fn from_checkpoint(c: Checkpoint) -> Result<Self, EngineError> {
+    pub fn from_checkpoint(c: &Checkpoint) -> Result<Self, EngineError> {
         Ok(Self {
             epoch: c.epoch,
             iteration: c.iteration,

@@ -34,7 +34,7 @@ impl TrainedModel {
         c: &Checkpoint,
         device: Device,
     ) -> Result<Self, EngineError> {
-        let c = &TrainingState::from_checkpoint(c.clone())?;
+        let c = &TrainingState::from_checkpoint(c)?;
         let mut sets = member_vars(c, members_in(c));
         sets.push(own_vars(c));
         let members = sets

@@ -141,7 +141,10 @@ pub fn train(
     cancel: &AtomicBool,
     resume: Option<Checkpoint>,
 ) -> Result<TrainOutcome, EngineError> {
-    let resume = resume.map(TrainingState::from_checkpoint).transpose()?;
+    let resume = resume
+        .as_ref()
+        .map(TrainingState::from_checkpoint)
+        .transpose()?;
     let Prepared {
         split,
         norm,
