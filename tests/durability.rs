@@ -330,8 +330,8 @@ async fn a_retried_submit_returns_the_same_job_even_after_a_restart() {
     server.stop("TERM");
 }
 
-/// The member and epoch of each epoch event, and its metrics.
-fn ensemble_history(events: &[pb::JobEvent]) -> Vec<(Option<u32>, u32, bool, pb::EpochEnd)> {
+/// The run, member and epoch of each epoch event, and its metrics.
+fn ensemble_history(events: &[pb::JobEvent]) -> Vec<(u32, Option<u32>, u32, bool, pb::EpochEnd)> {
     events
         .iter()
         .filter_map(|e| match &e.kind {
@@ -340,11 +340,59 @@ fn ensemble_history(events: &[pb::JobEvent]) -> Vec<(Option<u32>, u32, bool, pb:
                 // Wall times differ between runs; everything else must not.
                 x.seconds = 0.0;
                 x.diagnostics_seconds = 0.0;
-                Some((x.member, x.epoch, x.ensemble, x))
+                Some((e.run, x.member, x.epoch, x.ensemble, x))
             }
             _ => None,
         })
         .collect()
+}
+
+/// A 3-member ensemble of `epochs` epochs on skewed data, and its uninterrupted run.
+async fn ensemble_and_reference(
+    c: &mut TrainerClient<Channel>,
+    epochs: u32,
+) -> (pb::JobSpec, Vec<pb::JobEvent>) {
+    let mut s = long_spec();
+    s.epochs = epochs;
+    s.model = mlp(vec![32, 16], pb::Activation::Relu, true, 0.0);
+    common::synthetic(&mut s).class_ratios = vec![0.7, 0.3];
+    s.ensemble = Some(pb::Ensemble {
+        kind: pb::EnsembleKind::BalancedBagging as i32,
+        members: 3,
+    });
+    let reference = train(c, s.clone()).await;
+    assert_eq!(statuses(&reference).last(), Some(&pb::JobStatus::Succeeded));
+    (s, reference)
+}
+
+/// After a restart: the resumed ensemble's log continues what was `seen` without a gap,
+/// it succeeds, every member epoch comes once, in order, then the ensemble, all equal to
+/// the uninterrupted run's, and it predicts as that run does. Returns its log.
+async fn check_resumed_ensemble(
+    c: &mut TrainerClient<Channel>,
+    job_id: &str,
+    seen: &[pb::JobEvent],
+    reference: &[pb::JobEvent],
+) -> Vec<pb::JobEvent> {
+    let history = bounded("the resumed ensemble", watch(c, job_id, 1)).await;
+    assert_gap_free(&history);
+    assert_eq!(&history[..seen.len()], seen);
+    assert_eq!(
+        statuses(&history).last(),
+        Some(&pb::JobStatus::Succeeded),
+        "{}",
+        last_message(&history)
+    );
+    assert_eq!(ensemble_history(&history), ensemble_history(reference));
+    assert_same_predictions(
+        c,
+        job_id,
+        &reference[0].job_id,
+        pb::ModelVersion::Unspecified,
+        0.5,
+    )
+    .await;
+    history
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -352,15 +400,7 @@ async fn an_ensemble_killed_mid_member_resumes_with_the_finished_members() {
     let dirs = Dirs::new();
     let server = dirs.start();
     let mut c = connect(&server).await;
-    let mut s = long_spec();
-    s.epochs = 3;
-    common::synthetic(&mut s).class_ratios = vec![0.7, 0.3];
-    s.ensemble = Some(pb::Ensemble {
-        kind: pb::EnsembleKind::BalancedBagging as i32,
-        members: 3,
-    });
-    let reference = train(&mut c, s.clone()).await;
-    assert_eq!(statuses(&reference).last(), Some(&pb::JobStatus::Succeeded));
+    let (s, reference) = ensemble_and_reference(&mut c, 3).await;
     // Kill it inside member 1's second epoch: member 0 is finished, member 1 is not.
     let (job_id, seen, server, mut c) = kill_and_restart(
         &dirs,
@@ -369,26 +409,46 @@ async fn an_ensemble_killed_mid_member_resumes_with_the_finished_members() {
         |e| matches!(&e.kind, Some(Kind::Iteration(p)) if p.member == Some(1) && p.epoch == 2),
     )
     .await;
-    let history = watch(&mut c, &job_id, 1).await;
-    assert_gap_free(&history);
-    assert_eq!(&history[..seen.len()], &seen[..]);
-    assert_eq!(
-        statuses(&history).last(),
-        Some(&pb::JobStatus::Succeeded),
-        "{}",
-        last_message(&history)
-    );
-    // Every member epoch once, in order, then the ensemble; all equal to the uninterrupted
-    // run's.
-    assert_eq!(ensemble_history(&history), ensemble_history(&reference));
-    assert_same_predictions(
-        &mut c,
-        &job_id,
-        &reference[0].job_id,
-        pb::ModelVersion::Unspecified,
-        0.5,
+    check_resumed_ensemble(&mut c, &job_id, &seen, &reference).await;
+    server.stop("TERM");
+}
+
+/// A shutdown inside a member stops it at an iteration boundary with a checkpoint of that
+/// member's run: after the restart that member continues exactly there (no iteration
+/// trained twice) and the ensemble ends as the uninterrupted one did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ensemble_stopped_by_sigterm_mid_member_resumes_in_that_member() {
+    let dirs = Dirs::new();
+    let server = dirs.start();
+    let mut c = connect(&server).await;
+    let (s, reference) = ensemble_and_reference(&mut c, 2).await;
+    let job = c.submit_job(request(s)).await.unwrap().into_inner();
+    let seen = bounded(
+        "member 1's first progress report",
+        read_until(
+            &mut c,
+            &job.id,
+            |e| matches!(&e.kind, Some(Kind::Iteration(p)) if p.member == Some(1)),
+        ),
     )
     .await;
+    let (status, log) = server.stop("TERM");
+    assert!(status.success(), "{log:?}");
+
+    let server = dirs.start();
+    let mut c = connect(&server).await;
+    let history = check_resumed_ensemble(&mut c, &job.id, &seen, &reference).await;
+    let mut reported: Vec<(u32, u32, u32)> = history
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Iteration(p)) => Some((e.run, p.epoch, p.iteration)),
+            _ => None,
+        })
+        .collect();
+    let n = reported.len();
+    reported.sort_unstable();
+    reported.dedup();
+    assert_eq!(reported.len(), n, "an iteration was reported twice");
     server.stop("TERM");
 }
 

@@ -182,10 +182,24 @@ async fn balanced_bagging_trains_k_members_then_reports_the_ensemble() {
             "member {m} progress"
         );
     }
-    // The job's model is the ensemble.
-    assert_eq!(job.best_epoch, 6);
+    // Every member is a run of the job (member m is run m + 1, each counting its own
+    // epochs); the ensemble's metrics, and every status, are the job's own run 0.
+    for e in &events {
+        match &e.kind {
+            Some(pb::job_event::Kind::Epoch(x)) => {
+                assert_eq!(x.member.map_or(0, |m| m + 1), e.run, "epoch {x:?}")
+            }
+            Some(pb::job_event::Kind::Iteration(p)) => {
+                assert_eq!(p.member.map(|m| m + 1), Some(e.run))
+            }
+            _ => assert_eq!(e.run, 0, "seq {}", e.seq),
+        }
+    }
+    // The job's model is the ensemble: run 0's epoch 2. Its members' six epochs count.
+    assert_eq!((job.best_run, job.best_epoch), (0, 2));
+    assert_eq!(ensemble.best_epoch, 2);
     assert_eq!(job.epochs_completed, 6);
-    assert_eq!(predicting_epoch(&mut c, &job.id, 8).await, 6);
+    assert_eq!(predicting_epoch(&mut c, &job.id, 8).await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

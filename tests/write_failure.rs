@@ -114,7 +114,12 @@ async fn a_full_disk_fails_the_job_honestly_and_the_server_carries_on() {
         "only saved epochs count"
     );
     // The checkpoint of the last epoch a watcher saw is on disk.
-    let job_dir = state_seen_by_server.join("jobs").join(&job.id);
+    // (Checkpoints live in their run's folder; a lone model is the job's run 0.)
+    let job_dir = state_seen_by_server
+        .join("jobs")
+        .join(&job.id)
+        .join("runs")
+        .join("0");
     assert!(
         job_dir
             .join(format!("epoch-{last_epoch:06}.safetensors"))

@@ -1,5 +1,6 @@
 //! One job: its spec, its state and its event log, and the watcher side of the log.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -10,7 +11,7 @@ use super::persist::{Persist, Persister};
 use crate::data::Dataset;
 use crate::domain::{
     Checkpoint, EpochEnd, EventKind, FeatureInfo, JobEvent, JobKind, JobSpec, JobStatus,
-    ModelSelection, RunInfo,
+    ModelSelection, RunId, RunInfo,
 };
 use crate::store::StoredJob;
 
@@ -25,21 +26,35 @@ pub struct JobSnapshot {
     pub created: SystemTime,
     pub started: Option<SystemTime>,
     pub finished: Option<SystemTime>,
+    /// Training epochs recorded, over all of the job's runs.
     pub epochs_completed: u32,
     pub last_epoch: Option<EpochEnd>,
+    /// The run and epoch of the last recorded model (an ensemble's: its own, once
+    /// evaluated; before that, the member checkpoint that carries the members so far).
+    pub last_model: Option<(RunId, u32)>,
     pub parameter_count: u64,
     pub labels: Vec<String>,
     pub train_samples: u64,
     pub validation_samples: u64,
     pub device: String,
-    /// The best epoch by the spec's `best_model_metric` and that metric's value.
-    pub best: Option<(u32, f64)>,
+    /// The best epoch (and its run) by the spec's `best_model_metric`, and that metric's
+    /// value.
+    pub best: Option<Best>,
     pub features: FeatureInfo,
     /// The class weights training uses (empty: unweighted).
     pub class_weights: Vec<f64>,
     /// Training rows per class, before and after resampling.
     pub train_class_counts: Vec<u64>,
     pub resampled_class_counts: Vec<u64>,
+}
+
+/// The best model so far: a run's epoch and its score (higher is better) or, in a
+/// snapshot, the metric's value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Best {
+    pub run: RunId,
+    pub epoch: u32,
+    pub value: f64,
 }
 
 /// Why a job was asked to stop.
@@ -69,14 +84,18 @@ struct Inner {
     message: String,
     started: Option<SystemTime>,
     finished: Option<SystemTime>,
-    epochs_completed: u32,
+    /// Training epochs recorded per run (an ensemble's evaluation is not one).
+    run_epochs: BTreeMap<RunId, u32>,
+    /// The run and epoch of the last training epoch recorded: where a restart resumes.
+    last_recorded: Option<(RunId, u32)>,
+    last_model: Option<(RunId, u32)>,
     last_epoch: Option<EpochEnd>,
     info: Option<RunInfo>,
     labels: Vec<String>,
     device: String,
     selection: ModelSelection,
-    /// The best epoch so far and its selection score (higher is better).
-    best: Option<(u32, f64)>,
+    /// The best epoch so far and its selection score.
+    best: Option<Best>,
     stop_reason: Option<StopReason>,
     /// Held from submit until the job starts; then owned by the training thread. A job
     /// recovered after a restart reads its dataset again when it starts.
@@ -107,7 +126,9 @@ impl Inner {
             message: String::new(),
             started: None,
             finished: None,
-            epochs_completed: 0,
+            run_epochs: BTreeMap::new(),
+            last_recorded: None,
+            last_model: None,
             last_epoch: None,
             info: None,
             labels,
@@ -124,26 +145,32 @@ impl Inner {
         }
     }
 
+    fn epochs_completed(&self) -> u32 {
+        self.run_epochs.values().sum()
+    }
+
     /// Rebuilds the state the events give from the first `len` events alone.
-    fn replay(&mut self, spec: &JobSpec, len: usize) {
+    fn replay(&mut self, len: usize) {
         self.events.truncate(len);
         let fresh = Inner::new(self.selection, Vec::new(), None);
         self.status = fresh.status;
         self.message = fresh.message;
         self.started = fresh.started;
         self.finished = fresh.finished;
-        self.epochs_completed = fresh.epochs_completed;
+        self.run_epochs = fresh.run_epochs;
+        self.last_recorded = fresh.last_recorded;
+        self.last_model = fresh.last_model;
         self.last_epoch = fresh.last_epoch;
         self.best = fresh.best;
         let events = std::mem::take(&mut self.events);
         for e in &events {
-            self.apply(spec, &e.kind, e.time);
+            self.apply(e.run, &e.kind, e.time);
         }
         self.events = events;
     }
 
     /// The one place an event changes a job's state (live, and when replaying the log).
-    fn apply(&mut self, spec: &JobSpec, kind: &EventKind, time: SystemTime) {
+    fn apply(&mut self, run: RunId, kind: &EventKind, time: SystemTime) {
         match kind {
             EventKind::Status { status, message } => {
                 self.status = *status;
@@ -155,12 +182,19 @@ impl Inner {
                 }
             }
             EventKind::Epoch(e) => {
-                let epoch = spec.checkpoint_epoch(e);
-                self.epochs_completed = epoch;
-                if e.best_epoch == epoch
+                if !e.ensemble {
+                    self.run_epochs.insert(run, e.epoch);
+                    self.last_recorded = Some((run, e.epoch));
+                }
+                self.last_model = Some((run, e.epoch));
+                if (e.best_run, e.best_epoch) == (run, e.epoch)
                     && let Some(score) = self.selection.score(e.selection_metrics())
                 {
-                    self.best = Some((epoch, score));
+                    self.best = Some(Best {
+                        run,
+                        epoch: e.epoch,
+                        value: score,
+                    });
                 }
                 self.last_epoch = Some((**e).clone());
             }
@@ -201,7 +235,7 @@ impl Job {
         }
         inner.info = stored.info;
         for e in stored.events {
-            inner.apply(&stored.spec, &e.kind, e.time);
+            inner.apply(e.run, &e.kind, e.time);
             inner.events.push(Arc::new(e));
         }
         inner.durable = inner.events.len() as u64;
@@ -229,9 +263,9 @@ impl Job {
     /// Appends an event (next seq) and applies it to the job's state under one lock, then
     /// hands it to the writer, which shows it to watchers once it is on disk. Events after
     /// a terminal status are dropped: the log ends there.
-    pub fn push(self: &Arc<Self>, kind: EventKind) {
+    pub fn push(self: &Arc<Self>, run: RunId, kind: EventKind) {
         let mut inner = self.lock();
-        self.append(&mut inner, kind);
+        self.append(&mut inner, run, kind);
     }
 
     /// Records the end of the job thread's work: `status` and `message`, unless the store
@@ -247,11 +281,11 @@ impl Job {
             status,
             message: message.clone(),
         };
-        self.append(&mut inner, kind);
+        self.append(&mut inner, RunId::JOB, kind);
         (status, message)
     }
 
-    fn append(self: &Arc<Self>, inner: &mut Inner, kind: EventKind) {
+    fn append(self: &Arc<Self>, inner: &mut Inner, run: RunId, kind: EventKind) {
         if inner.status.is_terminal() && !inner.events.is_empty() {
             return;
         }
@@ -261,11 +295,12 @@ impl Job {
             return;
         }
         let time = SystemTime::now();
-        inner.apply(&self.spec, &kind, time);
+        inner.apply(run, &kind, time);
         let seq = inner.events.len() as u64 + 1;
         let event = Arc::new(JobEvent {
             job_id: self.id.clone(),
             seq,
+            run,
             time,
             kind,
         });
@@ -292,10 +327,14 @@ impl Job {
         }
         inner.generation += 1;
         let durable = inner.durable as usize;
-        inner.replay(&self.spec, durable);
+        inner.replay(durable);
         let message = format!(
-            "the server could not save this job's progress ({why}); nothing after epoch {} was kept. Free space in the state directory or make it writable, then submit the job again",
-            inner.epochs_completed
+            "the server could not save this job's progress ({why}); nothing after {} was kept. Free space in the state directory or make it writable, then submit the job again",
+            match inner.last_recorded {
+                None => "its start".to_string(),
+                Some((RunId::JOB, epoch)) => format!("epoch {epoch}"),
+                Some((run, epoch)) => format!("epoch {epoch} of run {run}"),
+            }
         );
         tracing::error!(job = %self.id, %message, "job failed by the state store");
         inner.storage_error = Some(message.clone());
@@ -334,8 +373,14 @@ impl Job {
         self.lock().status
     }
 
-    pub fn epochs_completed(&self) -> u32 {
-        self.lock().epochs_completed
+    /// Training epochs recorded in `run`.
+    pub fn run_epochs(&self, run: RunId) -> u32 {
+        self.lock().run_epochs.get(&run).copied().unwrap_or(0)
+    }
+
+    /// The run and epoch of the last training epoch recorded.
+    pub fn last_recorded(&self) -> Option<(RunId, u32)> {
+        self.lock().last_recorded
     }
 
     pub fn has_events(&self) -> bool {
@@ -355,7 +400,7 @@ impl Job {
             status: JobStatus::Running,
             message,
         };
-        self.append(&mut inner, kind);
+        self.append(&mut inner, RunId::JOB, kind);
         true
     }
 
@@ -379,14 +424,14 @@ impl Job {
         self.persister.send(Persist::Info(self.clone(), info));
     }
 
-    /// Hands a checkpoint to the writer.
-    pub fn save_checkpoint(self: &Arc<Self>, checkpoint: Checkpoint) {
+    /// Hands a checkpoint of `run` to the writer.
+    pub fn save_checkpoint(self: &Arc<Self>, run: RunId, checkpoint: Checkpoint) {
         self.persister
-            .send(Persist::Checkpoint(self.clone(), checkpoint));
+            .send(Persist::Checkpoint(self.clone(), run, checkpoint));
     }
 
     /// The metric that picks the best epoch, and the best epoch so far with its score.
-    pub fn best(&self) -> (ModelSelection, Option<(u32, f64)>) {
+    pub fn best(&self) -> (ModelSelection, Option<Best>) {
         let inner = self.lock();
         (inner.selection, inner.best)
     }
@@ -401,7 +446,7 @@ impl Job {
     }
 
     pub fn set_status(self: &Arc<Self>, status: JobStatus, message: String) {
-        self.push(EventKind::Status { status, message });
+        self.push(RunId::JOB, EventKind::Status { status, message });
     }
 
     /// Asks the job to stop and returns its status at that moment. A client's cancel wins
@@ -425,13 +470,10 @@ impl Job {
         self.lock().stop_reason
     }
 
-    /// The metrics event of the model of checkpoint `epoch` (for an ensemble's last one,
-    /// the ensemble's own metrics), if it is recorded.
-    pub fn epoch_end(&self, epoch: u32) -> Option<EpochEnd> {
+    /// The metrics event of `run`'s `epoch`, if it is recorded.
+    pub fn epoch_end(&self, run: RunId, epoch: u32) -> Option<EpochEnd> {
         self.lock().events.iter().rev().find_map(|e| match &e.kind {
-            EventKind::Epoch(end) if self.spec.checkpoint_epoch(end) == epoch => {
-                Some((**end).clone())
-            }
+            EventKind::Epoch(end) if (e.run, end.epoch) == (run, epoch) => Some((**end).clone()),
             _ => None,
         })
     }
@@ -452,16 +494,18 @@ impl Job {
             created: self.created,
             started: inner.started,
             finished: inner.finished,
-            epochs_completed: inner.epochs_completed,
+            epochs_completed: inner.epochs_completed(),
             last_epoch: inner.last_epoch.clone(),
+            last_model: inner.last_model,
             parameter_count: info.map_or(0, |i| i.parameter_count),
             labels: inner.labels.clone(),
             train_samples: info.map_or(0, |i| i.train_samples),
             validation_samples: info.map_or(0, |i| i.validation_samples),
             device: inner.device.clone(),
-            best: inner
-                .best
-                .map(|(epoch, score)| (epoch, inner.selection.value_of_score(score))),
+            best: inner.best.map(|b| Best {
+                value: inner.selection.value_of_score(b.value),
+                ..b
+            }),
             features: info.map(|i| i.features.clone()).unwrap_or_default(),
             class_weights: info.map(|i| i.class_weights.clone()).unwrap_or_default(),
             train_class_counts: info

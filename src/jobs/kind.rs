@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use super::StopReason;
-use super::job::{Job, JobSnapshot};
+use super::job::{Best, Job, JobSnapshot};
 use crate::data::Dataset;
-use crate::domain::{Checkpoint, EventKind, JobKind, JobSpec, JobStatus, ModelSelection, RunInfo};
+use crate::domain::{
+    Checkpoint, EventKind, JobKind, JobSpec, JobStatus, ModelSelection, RunId, RunInfo,
+};
 
 /// How a job's work ended, as its kind reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +53,11 @@ pub trait Runner: Send + Sync + 'static {
 
 /// What a running job can see and do. Every event goes through the job's log (numbered,
 /// persisted, then shown to watchers); nothing here blocks on a watcher or a disk.
+///
+/// A job has runs ([`RunId`]): its own, and child runs (an ensemble's members, a sweep's
+/// trials) that a kind starts by reporting into them: `push_in` and `save_checkpoint`
+/// take the run, and each run's progress is kept apart (`run_epochs`), so that a resumed
+/// job finds where each of its runs stopped.
 pub struct RunContext<'a> {
     job: &'a Arc<Job>,
 }
@@ -84,9 +91,14 @@ impl<'a> RunContext<'a> {
         self.job.stop_reason() == Some(StopReason::Shutdown)
     }
 
-    /// Appends an event to the job's log.
+    /// Appends an event of the job's own run to its log.
     pub fn push(&self, event: EventKind) {
-        self.job.push(event);
+        self.job.push(RunId::JOB, event);
+    }
+
+    /// Appends an event of `run` to the job's log; the first one starts that run.
+    pub fn push_in(&self, run: RunId, event: EventKind) {
+        self.job.push(run, event);
     }
 
     /// A RUNNING status with a new message (what the run does, once it knows).
@@ -99,9 +111,10 @@ impl<'a> RunContext<'a> {
         self.job.record_info(info);
     }
 
-    /// Hands a checkpoint to the writer; it is on disk before any event pushed after it.
-    pub fn save_checkpoint(&self, checkpoint: Checkpoint) {
-        self.job.save_checkpoint(checkpoint);
+    /// Hands a checkpoint of `run` to the writer; it is on disk before any event pushed
+    /// after it.
+    pub fn save_checkpoint(&self, run: RunId, checkpoint: Checkpoint) {
+        self.job.save_checkpoint(run, checkpoint);
     }
 
     /// The dataset read at submit time, once (a recovered job has none: read it again).
@@ -109,13 +122,19 @@ impl<'a> RunContext<'a> {
         self.job.take_dataset()
     }
 
-    /// Epochs recorded so far (a resumed job continues after them).
-    pub fn epochs_completed(&self) -> u32 {
-        self.job.epochs_completed()
+    /// Training epochs recorded so far in `run`.
+    pub fn run_epochs(&self, run: RunId) -> u32 {
+        self.job.run_epochs(run)
+    }
+
+    /// The run and epoch of the last training epoch recorded (a resumed job continues
+    /// after it).
+    pub fn last_recorded(&self) -> Option<(RunId, u32)> {
+        self.job.last_recorded()
     }
 
     /// The metric that picks the best epoch, and the best epoch so far with its score.
-    pub fn best(&self) -> (ModelSelection, Option<(u32, f64)>) {
+    pub fn best(&self) -> (ModelSelection, Option<Best>) {
         self.job.best()
     }
 

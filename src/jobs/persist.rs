@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use super::job::Job;
-use crate::domain::Checkpoint;
-use crate::domain::EventKind;
-use crate::domain::{JobEvent, RunInfo};
+use crate::domain::{Checkpoint, EventKind, JobEvent, RunId, RunInfo};
 use crate::store::{StateStore, StoreError, Write};
 
 /// Writes handled per transaction at most.
@@ -21,7 +19,7 @@ pub(super) enum Persist {
     /// An event, with the job's log generation when it was pushed.
     Event(Arc<Job>, Arc<JobEvent>, u64),
     Info(Arc<Job>, RunInfo),
-    Checkpoint(Arc<Job>, Checkpoint),
+    Checkpoint(Arc<Job>, RunId, Checkpoint),
     /// Answered once everything sent before it is written.
     Flush(mpsc::Sender<()>),
 }
@@ -148,18 +146,23 @@ fn run(store: &dyn StateStore, rx: &mpsc::Receiver<Persist>) {
         // What a job failed by the store still sends, from before its failure, is dropped.
         batch.retain(|p| match p {
             Persist::Event(job, _, generation) => job.writes_current(Some(*generation)),
-            Persist::Checkpoint(job, _) | Persist::Info(job, _) => job.writes_current(None),
+            Persist::Checkpoint(job, ..) | Persist::Info(job, _) => job.writes_current(None),
             Persist::Flush(_) => true,
         });
         // Checkpoints first: a checkpoint always precedes its epoch's metrics event, so
         // the checkpoint of every recorded epoch exists. A checkpoint that cannot be
         // written fails its job before any of its later events are committed.
         for p in &batch {
-            if let Persist::Checkpoint(job, c) = p
+            if let Persist::Checkpoint(job, run, c) = p
                 && job.writes_current(None)
-                && let Err(e) = retried("checkpoint write", || store.write_checkpoint(&job.id, c))
+                && let Err(e) = retried("checkpoint write", || {
+                    store.write_checkpoint(&job.id, *run, c)
+                })
             {
-                job.storage_failed(&format!("checkpoint of epoch {} not written: {e}", c.epoch));
+                job.storage_failed(&format!(
+                    "checkpoint of epoch {} of run {run} not written: {e}",
+                    c.epoch
+                ));
             }
         }
         let failed = commit(store, &batch);
@@ -182,18 +185,19 @@ fn run(store: &dyn StateStore, rx: &mpsc::Receiver<Persist>) {
                         continue;
                     }
                     if let EventKind::Epoch(end) = &e.kind {
-                        let epoch = job.spec.checkpoint_epoch(end);
-                        if end.best_epoch == epoch
+                        let (run, epoch) = (e.run, end.epoch);
+                        if (end.best_run, end.best_epoch) == (run, epoch)
                             && let Err(err) =
-                                retried("best model link", || store.keep_best(&job.id, epoch))
+                                retried("best model link", || store.keep_best(&job.id, run, epoch))
                         {
                             job.storage_failed(&format!(
-                                "the best epoch's model (epoch {epoch}) not kept: {err}"
+                                "the best epoch's model (epoch {epoch} of run {run}) not kept: {err}"
                             ));
                             continue;
                         }
-                        // Older checkpoints are no longer needed once an epoch is recorded.
-                        if let Err(err) = store.prune_checkpoints(&job.id, epoch) {
+                        // The run's older checkpoints are no longer needed once an epoch
+                        // is recorded.
+                        if let Err(err) = store.prune_checkpoints(&job.id, run, epoch) {
                             tracing::warn!(job = %job.id, error = %err, "old checkpoints not removed");
                         }
                     }

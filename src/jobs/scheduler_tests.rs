@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::kind::{Interruption, Outcome, RunContext, Runner, Start};
 use super::{JobError, JobManager, JobSnapshot, JobsConfig, Recovered};
-use crate::domain::{EventKind, JobEvent, JobKind, JobSpec, JobStatus};
+use crate::domain::{EventKind, JobEvent, JobKind, JobSpec, JobStatus, RunId};
 use crate::store::{JobRepository, Store, StoredJob, Write};
 use crate::transport::{convert, pb};
 
@@ -368,6 +368,7 @@ fn stored(name: &str, statuses: &[JobStatus], age: u64) -> StoredJob {
             .map(|(i, s)| JobEvent {
                 job_id: id.clone(),
                 seq: i as u64 + 1,
+                run: RunId::JOB,
                 time: SystemTime::UNIX_EPOCH + Duration::from_secs(age + i as u64),
                 kind: EventKind::Status {
                     status: *s,

@@ -11,7 +11,7 @@ use tch::Device;
 use super::job::{Job, JobSnapshot};
 use super::{JobError, JobManager};
 use crate::data::{self, DataError, Dataset};
-use crate::domain::{DatasetSpec, ModelVersion, SpecError};
+use crate::domain::{DatasetSpec, ModelVersion, RunId, SpecError};
 use crate::engine::{LossFn, Portable, TrainedModel};
 use crate::metrics::curves::full_report_for;
 use crate::metrics::{self, Evaluation};
@@ -61,8 +61,15 @@ impl ExportedFile {
 }
 
 type Loaded = Arc<Mutex<TrainedModel>>;
-/// Job, epoch, and whether the model is on the CPU.
-type CacheKey = (String, u32, bool);
+/// Job, run, epoch, and whether the model is on the CPU.
+type CacheKey = (String, RunId, u32, bool);
+
+/// Where a job's model is: a run's epoch checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ModelAt {
+    run: RunId,
+    epoch: u32,
+}
 
 #[derive(Default)]
 pub(super) struct ModelCache {
@@ -77,7 +84,8 @@ impl JobManager {
         version: ModelVersion,
         rows: &[Vec<f32>],
     ) -> Result<Predictions, JobError> {
-        let (snap, epoch, model) = self.trained(job_id, version, self.shared.config.device)?;
+        let (snap, ModelAt { epoch, .. }, model) =
+            self.trained(job_id, version, self.shared.config.device)?;
         let flat = flatten_rows(rows.iter().map(Vec::as_slice), &snap, "rows")?;
         let probabilities = lock(&model).probabilities(&flat)?;
         let k = snap.labels.len();
@@ -145,7 +153,8 @@ impl JobManager {
                 dataset_rows(&ds, &snap)?
             }
         };
-        let (_, epoch, model) = self.trained(job_id, version, self.shared.config.device)?;
+        let (_, ModelAt { epoch, .. }, model) =
+            self.trained(job_id, version, self.shared.config.device)?;
         let probs = lock(&model).probabilities(&flat)?;
         let loss =
             LossFn::new(&snap.class_weights, snap.spec.loss).of_probabilities(&probs, &actual);
@@ -167,7 +176,7 @@ impl JobManager {
         version: ModelVersion,
         format: ExportFormat,
     ) -> Result<Vec<ExportedFile>, JobError> {
-        let (snap, epoch, model) = self.trained(job_id, version, Device::Cpu)?;
+        let (snap, at, model) = self.trained(job_id, version, Device::Cpu)?;
         let tmp = export_dir()?;
         let mut model = lock(&model);
         match format {
@@ -194,7 +203,7 @@ impl JobManager {
                 let card = model_card(
                     &snap,
                     &job,
-                    epoch,
+                    at,
                     version,
                     &layers,
                     model.members(),
@@ -225,27 +234,28 @@ impl JobManager {
         job_id: &str,
         version: ModelVersion,
         device: Device,
-    ) -> Result<(JobSnapshot, u32, Loaded), JobError> {
+    ) -> Result<(JobSnapshot, ModelAt, Loaded), JobError> {
         // While a job trains, a newer epoch may be recorded and the older checkpoint pruned
         // between choosing the epoch and reading its file: then choose again. Any other
         // failure is returned at once.
         let mut attempts = 3;
-        let (snap, epoch, c) = loop {
+        let (snap, at, c) = loop {
             attempts -= 1;
             let snap = self.shared.scheduler.find(job_id)?.snapshot();
-            let epoch = model_epoch(&snap, job_id, version)?;
-            let key = (job_id.to_string(), epoch, device == Device::Cpu);
+            let at = model_at(&snap, job_id, version)?;
+            let key = (job_id.to_string(), at.run, at.epoch, device == Device::Cpu);
             if let Some(m) = self.shared.trained.get(&key) {
-                return Ok((snap, epoch, m));
+                return Ok((snap, at, m));
             }
-            match self.shared.store.model_checkpoint(job_id, epoch) {
-                Ok(Some(c)) => break (snap, epoch, c),
+            match self.shared.store.model_checkpoint(job_id, at.run, at.epoch) {
+                Ok(Some(c)) => break (snap, at, c),
                 Err(e) if attempts == 0 || e.kind() != StoreErrorKind::NotFound => {
                     return Err(e.into());
                 }
                 Ok(None) if attempts == 0 => {
                     return Err(JobError::Internal(format!(
-                        "the checkpoint of epoch {epoch} of job '{job_id}' is missing"
+                        "the checkpoint of epoch {} of run {} of job '{job_id}' is missing",
+                        at.epoch, at.run
                     )));
                 }
                 _ => continue,
@@ -253,9 +263,9 @@ impl JobManager {
         };
         let model = TrainedModel::load(&snap.spec, &snap.features, snap.labels.len(), &c, device)?;
         let model = Arc::new(Mutex::new(model));
-        let key = (job_id.to_string(), epoch, device == Device::Cpu);
+        let key = (job_id.to_string(), at.run, at.epoch, device == Device::Cpu);
         self.shared.trained.put(key, model.clone());
-        Ok((snap, epoch, model))
+        Ok((snap, at, model))
     }
 }
 
@@ -397,13 +407,13 @@ fn eval_data_error(e: DataError) -> JobError {
 fn model_card(
     snap: &JobSnapshot,
     job: &Arc<Job>,
-    epoch: u32,
+    at: ModelAt,
     version: ModelVersion,
     layers: &[crate::engine::TorchLayer],
     members: usize,
     modules: &[String],
 ) -> serde_json::Value {
-    let metrics = job.epoch_end(epoch);
+    let metrics = job.epoch_end(at.run, at.epoch);
     // The spec as trained, less the server's own path to an uploaded module.
     let mut training = snap.spec.clone();
     if let crate::domain::ModelSpec::TorchScript(t) = &mut training.model {
@@ -441,7 +451,8 @@ fn model_card(
         "job_id": snap.id,
         "name": snap.spec.name,
         "model_version": match version { ModelVersion::Best => "best", ModelVersion::Last => "last" },
-        "epoch": epoch,
+        "epoch": at.epoch,
+        "run": at.run.0,
         "best_model_metric": format!("{:?}", snap.spec.best_model_metric),
         "architecture": architecture,
         "normalization": {
@@ -456,24 +467,28 @@ fn model_card(
     })
 }
 
-/// The epoch whose model `version` names; an error when there is none yet.
-fn model_epoch(snap: &JobSnapshot, job_id: &str, version: ModelVersion) -> Result<u32, JobError> {
-    if snap.epochs_completed == 0 {
+/// Where the model `version` names is; an error when there is none yet.
+fn model_at(snap: &JobSnapshot, job_id: &str, version: ModelVersion) -> Result<ModelAt, JobError> {
+    let Some((run, last)) = snap.last_model else {
         return Err(JobError::NoModel(format!(
             "job '{job_id}' has no trained model yet: no epoch has finished (status {}); wait for its first epoch",
             snap.status.as_str()
         )));
-    }
-    let epoch = match version {
-        ModelVersion::Last => snap.epochs_completed,
-        ModelVersion::Best => snap.best.map_or(0, |(e, _)| e),
     };
-    if epoch == 0 {
-        return Err(JobError::NoModel(format!(
-            "job '{job_id}' has no best model: its best_model_metric is undefined in every epoch so far; ask for the LAST model"
-        )));
+    match version {
+        ModelVersion::Last => Ok(ModelAt { run, epoch: last }),
+        ModelVersion::Best => snap
+            .best
+            .map(|b| ModelAt {
+                run: b.run,
+                epoch: b.epoch,
+            })
+            .ok_or_else(|| {
+                JobError::NoModel(format!(
+                    "job '{job_id}' has no best model: its best_model_metric is undefined in every epoch so far; ask for the LAST model"
+                ))
+            }),
     }
-    Ok(epoch)
 }
 
 /// The file name of each trained TorchScript module in an export.

@@ -2,7 +2,7 @@ use std::time::SystemTime;
 
 use gradstream_metrics::Metrics;
 
-use crate::{LrPoint, LrSuggestion};
+use crate::{LrPoint, LrSuggestion, RunId};
 
 /// Where a job is in its life. QUEUED → RUNNING → one of the three terminal states;
 /// a queued job may also go straight to CANCELLED.
@@ -32,11 +32,14 @@ impl JobStatus {
     }
 }
 
-/// One entry in a job's event log. `seq` runs 1, 2, 3… per job with no gaps.
+/// One entry in a job's event log. `seq` runs 1, 2, 3… per job with no gaps, across all
+/// of its runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobEvent {
     pub job_id: String,
     pub seq: u64,
+    /// The run the event belongs to; statuses are the job's own ([`RunId::JOB`]).
+    pub run: RunId,
     pub time: SystemTime,
     pub kind: EventKind,
 }
@@ -65,9 +68,6 @@ pub struct IterationProgress {
     pub loss: f64,
     pub learning_rate: f64,
     pub samples_per_second: f64,
-    /// Ensembles: the member being trained (0-based).
-    #[serde(default)]
-    pub member: Option<u32>,
 }
 
 /// Metrics at the end of an epoch.
@@ -81,10 +81,12 @@ pub struct EpochEnd {
     /// one); set by the job as the event is recorded, 0 when no epoch qualifies.
     #[serde(default)]
     pub best_epoch: u32,
-    /// Ensembles: the member whose epoch this is; `None` on the ensemble's own metrics.
+    /// The run of `best_epoch` (the job's own run when the job has one model).
     #[serde(default)]
-    pub member: Option<u32>,
-    /// The ensemble's metrics (averaged member probabilities), once after the last member.
+    pub best_run: RunId,
+    /// The ensemble's metrics (averaged member probabilities), once after the last member,
+    /// in the job's own run. An evaluation, not a training epoch: `epoch` is the members'
+    /// last.
     #[serde(default)]
     pub ensemble: bool,
     /// Validation loss minus training loss.

@@ -6,6 +6,7 @@ mod dataset;
 mod event;
 mod job_kind;
 mod range_test;
+mod run;
 mod spec;
 
 pub use checkpoint::{Checkpoint, DType, HostTensor};
@@ -16,6 +17,7 @@ pub use event::{
 };
 pub use job_kind::JobKind;
 pub use range_test::{LrPoint, LrSuggestion, RangeTest};
+pub use run::RunId;
 pub use spec::{
     Activation, ClassWeighting, CnnSpec, ConvBlock, DatasetSpec, EarlyStopping, EnsembleSpec,
     JobSpec, LossSpec, LrSchedule, MAX_BATCH_SIZE, MAX_ENSEMBLE_MEMBERS, MAX_EPOCHS, MlpSpec,

@@ -10,16 +10,18 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor, nn};
 
 use super::{
-    BAGGING_SEED, EngineError, EvalSet, InMemoryLoader, LossFn, Member, Network, Observer, Run,
+    BAGGING_SEED, EngineError, EvalSet, InMemoryLoader, LossFn, Network, Observer, Resume, Run,
     SHUFFLE_SEED, TrainOutcome, TrainSplit, TrainingState, build_model, in_chunks,
     probability_metrics, train_model,
 };
 use crate::training_state::load_model_vars;
 use gradstream_data::imbalance::balanced_bootstrap;
-use gradstream_domain::EpochEnd;
+use gradstream_domain::{EpochEnd, RunId};
 
-/// Trains the members not yet trained (after `resume`, a checkpoint of the whole
-/// ensemble's progress), then reports the ensemble's metrics.
+/// Trains the members not yet trained, each as its own run (member `m` is
+/// `RunId::child(m)`; `resume` is a member's checkpoint, which carries the members before
+/// it), then reports the ensemble's metrics and its checkpoint (every member's variables)
+/// in the job's own run.
 pub(super) fn train(
     run: &Run<'_>,
     members: u32,
@@ -27,19 +29,26 @@ pub(super) fn train(
     validation: Option<&EvalSet>,
     observer: &mut dyn Observer,
     cancel: &AtomicBool,
-    resume: Option<TrainingState>,
+    resume: Option<Resume>,
 ) -> Result<TrainOutcome, EngineError> {
     let spec = run.spec;
     let epochs = spec.epochs;
+    // Every member takes as many steps (its draws are of equal size); the ensemble's
+    // checkpoint records the last one's.
+    let mut global_step = 0;
     let (first, mut finished, mut resume) = match resume {
         None => (0, Vec::new(), None),
-        Some(mut c) => {
-            let member = (c.epoch - 1) / epochs;
+        Some(Resume { run: r, state: c }) => {
+            let member = r.child_index().filter(|&m| m < members).ok_or_else(|| {
+                EngineError::Internal(format!(
+                    "an ensemble of {members} members cannot resume from run {r}"
+                ))
+            })?;
             let mut finished = member_vars(&c, member);
-            c.epoch -= member * epochs;
             if c.epoch == epochs && c.iteration == 0 {
                 // That member had finished: its variables are the checkpoint's model.
                 finished.push(own_vars(&c));
+                global_step = c.global_step;
                 (member + 1, finished, None)
             } else {
                 (member, finished, Some(c))
@@ -64,10 +73,8 @@ pub(super) fn train(
             run.device,
         );
         let member_run = Run {
-            member: Some(Member {
-                index: m,
-                finished: &finished,
-            }),
+            id: RunId::child(m),
+            finished: &finished,
             ..*run
         };
         // Early stopping is refused for ensembles (JobSpec::validate), so a member runs
@@ -80,8 +87,26 @@ pub(super) fn train(
             cancel,
             resume.take(),
         )?;
+        global_step = trained.global_step;
         finished.push(trained.vars);
     }
+
+    // The ensemble's model, checkpointed before its metrics like any epoch's: every
+    // member's variables (`member<j>.model.<name>`).
+    let mut tensors = Vec::new();
+    for (j, vars) in finished.iter().enumerate() {
+        for (name, t) in vars {
+            tensors.push((format!("member{j}.{name}"), t.shallow_clone()));
+        }
+    }
+    let combined = TrainingState {
+        epoch: epochs,
+        iteration: 0,
+        global_step,
+        dropout_word_pos: 0,
+        tensors,
+    };
+    observer.checkpoint(RunId::JOB, combined.into_checkpoint()?);
 
     let start = Instant::now();
     let models = finished
@@ -102,19 +127,22 @@ pub(super) fn train(
     let validation = validation
         .map(|v| metrics(&v.features, &v.targets, true))
         .transpose()?;
-    observer.epoch_end(EpochEnd {
-        epoch: epochs,
-        train,
-        validation,
-        seconds: start.elapsed().as_secs_f64(),
-        best_epoch: 0,
-        member: None,
-        ensemble: true,
-        generalization_gap: None,
-        overfitting: false,
-        layers: Vec::new(),
-        diagnostics_seconds: 0.0,
-    });
+    observer.epoch_end(
+        RunId::JOB,
+        EpochEnd {
+            epoch: epochs,
+            train,
+            validation,
+            seconds: start.elapsed().as_secs_f64(),
+            best_epoch: 0,
+            best_run: RunId::JOB,
+            ensemble: true,
+            generalization_gap: None,
+            overfitting: false,
+            layers: Vec::new(),
+            diagnostics_seconds: 0.0,
+        },
+    );
     Ok(TrainOutcome::Completed)
 }
 
@@ -183,7 +211,7 @@ pub fn member_vars(c: &TrainingState, count: u32) -> Vec<Vec<(String, Tensor)>> 
         .collect()
 }
 
-/// The checkpoint's own model variables.
+/// The checkpoint's own model variables (none in an ensemble's combined checkpoint).
 pub(super) fn own_vars(c: &TrainingState) -> Vec<(String, Tensor)> {
     c.tensors
         .iter()

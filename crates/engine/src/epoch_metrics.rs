@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use tch::{Device, Kind, Tensor};
 
 use super::{EngineError, Observer};
-use gradstream_domain::{EpochEnd, LayerDiagnostics, LossSpec};
+use gradstream_domain::{EpochEnd, LayerDiagnostics, LossSpec, RunId};
 use gradstream_metrics::{self as metrics, Metrics};
 
 /// Logits (row-major `n x k`) and true classes of one pass, in host memory.
@@ -61,14 +61,12 @@ pub struct MetricsWorker {
     tx: Option<mpsc::SyncSender<EpochOutputs>>,
     rx: mpsc::Receiver<EpochEnd>,
     handle: Option<JoinHandle<()>>,
+    /// The run whose epochs these are.
+    run: RunId,
 }
 
 impl MetricsWorker {
-    pub fn spawn(
-        labels: Vec<String>,
-        loss: LossFn,
-        member: Option<u32>,
-    ) -> Result<Self, EngineError> {
+    pub fn spawn(labels: Vec<String>, loss: LossFn, run: RunId) -> Result<Self, EngineError> {
         let (tx, work) = mpsc::sync_channel::<EpochOutputs>(1);
         let (done, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
@@ -87,7 +85,7 @@ impl MetricsWorker {
                             .map(|v| metrics_of(v, &loss, &labels, true)),
                         seconds: out.seconds,
                         best_epoch: 0,
-                        member,
+                        best_run: RunId::JOB,
                         ensemble: false,
                         generalization_gap: None,
                         overfitting: false,
@@ -111,6 +109,7 @@ impl MetricsWorker {
             tx: Some(tx),
             rx,
             handle: Some(handle),
+            run,
         })
     }
 
@@ -124,7 +123,7 @@ impl MetricsWorker {
     /// Reports every epoch whose metrics are ready, without waiting.
     pub fn poll(&mut self, observer: &mut dyn Observer) {
         while let Ok(end) = self.rx.try_recv() {
-            observer.epoch_end(end);
+            observer.epoch_end(self.run, end);
         }
     }
 
@@ -139,7 +138,7 @@ impl MetricsWorker {
     pub fn finish(mut self, observer: &mut dyn Observer) -> Result<(), EngineError> {
         drop(self.tx.take());
         for end in self.rx.iter() {
-            observer.epoch_end(end);
+            observer.epoch_end(self.run, end);
         }
         match self.handle.take().map(JoinHandle::join) {
             Some(Err(_)) => Err(EngineError::Internal("the metrics thread panicked".into())),

@@ -35,8 +35,13 @@ impl TrainedModel {
         device: Device,
     ) -> Result<Self, EngineError> {
         let c = &TrainingState::from_checkpoint(c)?;
+        // An ensemble's checkpoint holds its members (`member<j>.…`); one trained before
+        // runs existed holds its last member as its own model, like a lone model's.
         let mut sets = member_vars(c, members_in(c));
-        sets.push(own_vars(c));
+        let own = own_vars(c);
+        if !own.is_empty() || sets.is_empty() {
+            sets.push(own);
+        }
         let members = sets
             .iter()
             .map(|vars| {

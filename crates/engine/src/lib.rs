@@ -34,7 +34,7 @@ use training_loop::TrainingLoop;
 
 use gradstream_data::{Dataset, Normalizer, imbalance, stratified_split};
 use gradstream_domain::{
-    Checkpoint, EpochEnd, FeatureInfo, IterationProgress, JobSpec, ModelSpec, RunInfo,
+    Checkpoint, EpochEnd, FeatureInfo, IterationProgress, JobSpec, ModelSpec, RunId, RunInfo,
 };
 
 /// Rows per forward pass when evaluating, to bound memory.
@@ -42,12 +42,22 @@ const EVAL_CHUNK: i64 = 8192;
 
 /// Receives what happens during training. Called on the training thread; implementations
 /// must return quickly (hand heavy work such as writing files to another thread).
+///
+/// Every report but `started` names its run: [`RunId::JOB`] for one model; an ensemble's
+/// member `m` is `RunId::child(m)`, and its combined model (metrics and checkpoint) is
+/// `RunId::JOB`.
 pub trait Observer {
     fn started(&mut self, info: RunInfo);
-    fn iteration(&mut self, progress: IterationProgress);
-    /// The state at the end of an epoch, before that epoch's `epoch_end`.
-    fn checkpoint(&mut self, checkpoint: Checkpoint);
-    fn epoch_end(&mut self, epoch: EpochEnd);
+    fn iteration(&mut self, run: RunId, progress: IterationProgress);
+    /// The state at the end of one of `run`'s epochs, before that epoch's `epoch_end`.
+    fn checkpoint(&mut self, run: RunId, checkpoint: Checkpoint);
+    fn epoch_end(&mut self, run: RunId, epoch: EpochEnd);
+}
+
+/// Where a job resumes: a checkpoint of one of its runs.
+struct Resume {
+    run: RunId,
+    state: TrainingState,
 }
 
 /// The engine's side of a [`Checkpoint`]: the same fields with the tensors as tch tensors
@@ -79,6 +89,8 @@ pub enum TrainOutcome {
 pub struct Trained {
     /// `model.<name>`, CPU copies.
     pub vars: Vec<(String, Tensor)>,
+    /// Optimizer steps the model took.
+    pub global_step: u64,
     pub outcome: TrainOutcome,
 }
 
@@ -131,19 +143,19 @@ const RESAMPLE_SEED: u64 = 3;
 const BAGGING_SEED: u64 = 4;
 
 /// Trains `spec` on `data`: one model, or an ensemble's members one after the other.
-/// Returns when all epochs ran, on cancel (`Err(Cancelled)`), or on failure. `resume`'s
-/// epoch is a checkpoint epoch ([`JobSpec::checkpoint_epoch`]).
+/// Returns when all epochs ran, on cancel (`Err(Cancelled)`), or on failure. `resume` is
+/// the checkpoint of the run to continue (for an ensemble, a member's: the members before
+/// it are in it).
 pub fn train(
     spec: &JobSpec,
     data: &Dataset,
     device: Device,
     observer: &mut dyn Observer,
     cancel: &AtomicBool,
-    resume: Option<Checkpoint>,
+    resume: Option<(RunId, Checkpoint)>,
 ) -> Result<TrainOutcome, EngineError> {
     let resume = resume
-        .as_ref()
-        .map(TrainingState::from_checkpoint)
+        .map(|(run, c)| TrainingState::from_checkpoint(&c).map(|state| Resume { run, state }))
         .transpose()?;
     let Prepared {
         split,
@@ -184,7 +196,8 @@ pub fn train(
         width: data.width,
         class_weights: &class_weights,
         device,
-        member: None,
+        id: RunId::JOB,
+        finished: &[],
     };
     if let Some(e) = spec.ensemble {
         return ensemble::train(
@@ -208,6 +221,15 @@ pub fn train(
             spec.seed.wrapping_add(RESAMPLE_SEED),
             device,
         )?),
+    };
+    let resume = match resume {
+        Some(r) if r.run != RunId::JOB => {
+            return Err(EngineError::Internal(format!(
+                "cannot resume a single model from a checkpoint of run {}",
+                r.run
+            )));
+        }
+        r => r.map(|r| r.state),
     };
     train_model(
         &run,
@@ -269,14 +291,10 @@ pub struct Run<'a> {
     /// One per class; empty means unweighted.
     pub class_weights: &'a [f64],
     pub device: Device,
-    /// Ensembles: the member this loop trains.
-    pub member: Option<Member<'a>>,
-}
-
-/// An ensemble member's place: its index and the final variables of the members before it
-/// (they go into its checkpoints, so a resumed job has them).
-pub struct Member<'a> {
-    pub index: u32,
+    /// The run this loop trains: the job's own, or an ensemble member's.
+    pub id: RunId,
+    /// An ensemble member's: the final variables of the members before it (they go into
+    /// its checkpoints as `member<j>.…`, so a resumed job has them). Empty otherwise.
     pub finished: &'a [Vec<(String, Tensor)>],
 }
 
@@ -327,9 +345,9 @@ pub struct EvalSet {
     pub targets: Vec<usize>,
 }
 
-/// The training loop of one model: any loader, any validation set. `resume`'s epoch is
-/// the model's own (for an ensemble member, counted from its first epoch). Returns the
-/// model's final variables and whether early stopping ended it.
+/// The training loop of one model (one run): any loader, any validation set. `resume` is
+/// a checkpoint of that run. Returns the model's final variables and whether early
+/// stopping ended it.
 pub fn train_model(
     run: &Run<'_>,
     loader: &mut dyn BatchLoader,

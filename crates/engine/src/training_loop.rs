@@ -156,7 +156,7 @@ impl<'a> TrainingLoop<'a> {
                 0,
             ),
         };
-        let worker = MetricsWorker::spawn(run.labels.to_vec(), loss_fn, member_index(run))?;
+        let worker = MetricsWorker::spawn(run.labels.to_vec(), loss_fn, run.id)?;
         let training = Self {
             run,
             validation,
@@ -204,6 +204,7 @@ impl<'a> TrainingLoop<'a> {
         let outcome = result.and_then(|o| reported.map(|()| o))?;
         Ok(Trained {
             vars: model_state(&self.vs, &self.model)?,
+            global_step: self.global_step,
             outcome,
         })
     }
@@ -242,7 +243,7 @@ impl<'a> TrainingLoop<'a> {
                 "partial.targets".into(),
                 Tensor::f_cat(&e.targets, 0)?.copy(),
             ));
-            self.observer.checkpoint(c.into_checkpoint()?);
+            self.observer.checkpoint(self.run.id, c.into_checkpoint()?);
         }
         Ok(())
     }
@@ -334,16 +335,18 @@ impl<'a> TrainingLoop<'a> {
 
     /// The progress since the last report, then a new window.
     fn report_progress(&mut self, e: &mut Epoch, iteration: u32) {
-        self.observer.iteration(IterationProgress {
-            epoch: e.epoch,
-            iteration,
-            iterations_per_epoch: self.ipe as u32,
-            global_step: self.global_step,
-            loss: e.window.mean_loss(),
-            learning_rate: self.opt.learning_rate(),
-            samples_per_second: e.window.samples_per_second(),
-            member: member_index(self.run),
-        });
+        self.observer.iteration(
+            self.run.id,
+            IterationProgress {
+                epoch: e.epoch,
+                iteration,
+                iterations_per_epoch: self.ipe as u32,
+                global_step: self.global_step,
+                loss: e.window.mean_loss(),
+                learning_rate: self.opt.learning_rate(),
+                samples_per_second: e.window.samples_per_second(),
+            },
+        );
         e.window = Window::new();
     }
 
@@ -395,7 +398,7 @@ impl<'a> TrainingLoop<'a> {
         self.checkpoint(e.epoch)?;
         match end {
             Some(end) => {
-                self.observer.epoch_end(end);
+                self.observer.epoch_end(self.run.id, end);
                 Ok(stop)
             }
             None => Ok(None),
@@ -405,23 +408,15 @@ impl<'a> TrainingLoop<'a> {
     /// Reports the checkpoint at the end of `epoch`.
     fn checkpoint(&mut self, epoch: u32) -> Result<(), EngineError> {
         let c = self.snapshot(epoch)?.into_checkpoint()?;
-        self.observer.checkpoint(c);
+        self.observer.checkpoint(self.run.id, c);
         Ok(())
     }
 
     /// The training state now, inside or at the end of `epoch`: the model and optimizer,
     /// the early stopper's and the scheduler's state, and for an ensemble member the
-    /// variables of the members before it (its epochs numbered on from theirs).
+    /// variables of the members before it.
     fn snapshot(&self, epoch: u32) -> Result<TrainingState, EngineError> {
-        let spec = self.run.spec;
-        let offset = member_index(self.run).map_or(0, |m| m * spec.epochs);
-        let mut c = snapshot(
-            &self.vs,
-            &self.model,
-            &self.opt,
-            offset + epoch,
-            self.global_step,
-        )?;
+        let mut c = snapshot(&self.vs, &self.model, &self.opt, epoch, self.global_step)?;
         if let Some(s) = &self.stopper {
             c.tensors
                 .push((STOPPER_KEY.into(), Tensor::from_slice(&s.state())));
@@ -430,8 +425,7 @@ impl<'a> TrainingLoop<'a> {
             SCHEDULER_KEY.into(),
             Tensor::from_slice(&self.scheduler.state().to_values()),
         ));
-        let finished = self.run.member.as_ref().map_or(&[][..], |m| m.finished);
-        for (j, tensors) in finished.iter().enumerate() {
+        for (j, tensors) in self.run.finished.iter().enumerate() {
             for (name, t) in tensors {
                 c.tensors
                     .push((format!("member{j}.{name}"), t.shallow_clone()));
@@ -463,11 +457,6 @@ fn resume_at(
         },
     };
     Ok((start, c.global_step))
-}
-
-/// An ensemble member's index; `None` for a lone model.
-fn member_index(run: &Run<'_>) -> Option<u32> {
-    run.member.as_ref().map(|m| m.index)
 }
 
 /// The loss of predicting every class with equal probability: where divergence is

@@ -1,11 +1,12 @@
 //! Checkpoints: the model's variables, the optimizer's state and the training position at
-//! the end of an epoch, in one safetensors file per epoch (`epoch-000042.safetensors`),
-//! written to a temporary name and renamed, so a crash never leaves a half-written one.
+//! the end of an epoch, in one safetensors file per epoch of each run
+//! (`jobs/<job>/runs/<run>/epoch-000042.safetensors`), written to a temporary name and
+//! renamed, so a crash never leaves a half-written one.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use gradstream_domain::{Checkpoint, DType, HostTensor};
+use gradstream_domain::{Checkpoint, DType, HostTensor, RunId};
 use safetensors::tensor::{Dtype, SafeTensors, View};
 
 use super::StoreError;
@@ -15,35 +16,57 @@ pub(crate) fn path(dir: &Path, epoch: u32) -> PathBuf {
 }
 
 /// A hard link to the best epoch's checkpoint, kept when older epochs are pruned.
-fn best_path(dir: &Path, epoch: u32) -> PathBuf {
+pub(crate) fn best_path(dir: &Path, epoch: u32) -> PathBuf {
     dir.join(format!("best-epoch-{epoch:06}.safetensors"))
 }
 
-/// Keeps the checkpoint of `epoch` as the job's best model (a hard link, or a copy where
-/// links are not supported) and drops the previous best. Called once the epoch's metrics
-/// event is committed; the link is made under a temporary name and renamed into place.
-pub fn keep_best(dir: &Path, epoch: u32) -> Result<(), StoreError> {
-    let src = path(dir, epoch);
-    let dst = best_path(dir, epoch);
+/// The run folders under a job's `runs/`, with their runs.
+fn run_dirs(runs: &Path) -> Result<Vec<(RunId, PathBuf)>, StoreError> {
+    let rd = match std::fs::read_dir(runs) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut dirs: Vec<(RunId, PathBuf)> = rd
+        .flatten()
+        .filter_map(|e| {
+            let run = e.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((RunId(run), e.path()))
+        })
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// Keeps the checkpoint of `run`'s `epoch` (under the job's `runs` folder) as the job's
+/// best model (a hard link, or a copy where links are not supported) and drops the
+/// previous best, of whichever run. Called once the epoch's metrics event is committed;
+/// the link is made under a temporary name and renamed into place.
+pub fn keep_best(runs: &Path, run: RunId, epoch: u32) -> Result<(), StoreError> {
+    let dir = runs.join(run.0.to_string());
+    let src = path(&dir, epoch);
+    let dst = best_path(&dir, epoch);
     let tmp = dst.with_extension("safetensors.tmp");
     let _ = std::fs::remove_file(&tmp);
     if std::fs::hard_link(&src, &tmp).is_err() {
         std::fs::copy(&src, &tmp)?;
     }
     std::fs::rename(&tmp, &dst)?;
-    for entry in std::fs::read_dir(dir)?.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with("best-epoch-") && entry.path() != dst {
-            std::fs::remove_file(entry.path())?;
+    for (_, d) in run_dirs(runs)? {
+        for entry in std::fs::read_dir(&d)?.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("best-epoch-") && entry.path() != dst {
+                std::fs::remove_file(entry.path())?;
+            }
         }
     }
-    std::fs::File::open(dir)?.sync_all()?;
+    std::fs::File::open(&dir)?.sync_all()?;
     Ok(())
 }
 
 /// The checkpoint of a job stopped mid-epoch (at a shutdown), read once when it resumes.
-fn resume_path(dir: &Path) -> PathBuf {
+pub(crate) fn resume_path(dir: &Path) -> PathBuf {
     dir.join("resume.safetensors")
 }
 
@@ -185,19 +208,26 @@ pub(crate) fn read_model_checkpoint(
     Ok(None)
 }
 
-/// Takes the mid-epoch checkpoint, if there is one: it is removed once read, so it is
-/// never used twice.
-pub fn take_resume_checkpoint(dir: &Path) -> Result<Option<Checkpoint>, StoreError> {
-    let p = resume_path(dir);
-    if !p.exists() {
+/// Takes the mid-epoch checkpoint under a job's `runs` folder and its run, if there is
+/// one: it is removed once read, so it is never used twice. (There is one at most; should
+/// a crash have left an older run's behind, the latest run's is taken and every one goes.)
+pub fn take_resume_checkpoint(runs: &Path) -> Result<Option<(RunId, Checkpoint)>, StoreError> {
+    let found: Vec<(RunId, PathBuf)> = run_dirs(runs)?
+        .into_iter()
+        .map(|(run, d)| (run, resume_path(&d)))
+        .filter(|(_, p)| p.exists())
+        .collect();
+    let Some((run, latest)) = found.last() else {
         return Ok(None);
+    };
+    let c = read(latest)?;
+    for (_, p) in &found {
+        std::fs::remove_file(p)?;
     }
-    let c = read(&p)?;
-    std::fs::remove_file(&p)?;
-    Ok(Some(c))
+    Ok(Some((*run, c)))
 }
 
-fn read(p: &Path) -> Result<Checkpoint, StoreError> {
+pub(crate) fn read(p: &Path) -> Result<Checkpoint, StoreError> {
     let bytes = std::fs::read(p)?;
     let file = SafeTensors::deserialize(&bytes)
         .map_err(|e| StoreError::Corrupt(format!("{}: {e:?}", p.display())))?;

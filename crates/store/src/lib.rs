@@ -10,6 +10,7 @@ mod blobs;
 mod catalog;
 mod checkpoint;
 mod error;
+mod legacy;
 mod repository;
 mod schema;
 mod sqlite;

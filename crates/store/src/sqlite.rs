@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use gradstream_data::UploadedDatasets;
 use gradstream_domain::{
-    Checkpoint, DatasetInfo, EventKind, JobEvent, JobKind, JobSpec, ModelInfo, SpecError,
+    Checkpoint, DatasetInfo, EventKind, JobEvent, JobKind, JobSpec, ModelInfo, RunId, SpecError,
     UploadKind,
 };
 
@@ -29,6 +29,16 @@ pub struct SqliteStore {
 /// binary format, so every f64 (NaN included) round-trips exactly.
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     Ok(rmp_serde::to_vec_named(value)?)
+}
+
+pub(crate) fn job_dir(state_dir: &Path, job_id: &str) -> PathBuf {
+    state_dir.join("jobs").join(job_id)
+}
+
+pub(crate) fn run_dir(state_dir: &Path, job_id: &str, run: RunId) -> PathBuf {
+    job_dir(state_dir, job_id)
+        .join("runs")
+        .join(run.0.to_string())
 }
 
 fn from_nanos(nanos: i64) -> SystemTime {
@@ -59,7 +69,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(Duration::from_secs(5))?;
-        schema::migrate(&mut conn)?;
+        schema::migrate(&mut conn, state_dir)?;
         Ok(Self {
             conn: Mutex::new(conn),
             dir: state_dir.to_path_buf(),
@@ -73,7 +83,12 @@ impl SqliteStore {
 
     /// Folder for a job's files (checkpoints).
     pub fn job_dir(&self, job_id: &str) -> PathBuf {
-        self.dir.join("jobs").join(job_id)
+        job_dir(&self.dir, job_id)
+    }
+
+    /// Folder for a run's checkpoints: `jobs/<job>/runs/<run>/`.
+    pub fn run_dir(&self, job_id: &str, run: RunId) -> PathBuf {
+        run_dir(&self.dir, job_id, run)
     }
 
     fn insert_upload<T: serde::Serialize>(
@@ -189,7 +204,7 @@ impl JobRepository for SqliteStore {
         let tx = conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO events (job_id, seq, time_ns, kind) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO events (job_id, seq, run, time_ns, kind) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             let mut info = tx.prepare_cached("UPDATE jobs SET info = ?2 WHERE id = ?1")?;
             for w in writes {
@@ -198,6 +213,7 @@ impl JobRepository for SqliteStore {
                         insert.execute(params![
                             e.job_id,
                             e.seq as i64,
+                            e.run.0,
                             nanos(e.time),
                             encode(&e.kind)?
                         ])?;
@@ -220,8 +236,8 @@ impl JobRepository for SqliteStore {
         let mut jobs_q = conn.prepare(
             "SELECT id, request_id, spec, created_ns, info, kind FROM jobs ORDER BY created_ns, rowid",
         )?;
-        let mut events_q =
-            conn.prepare("SELECT seq, time_ns, kind FROM events WHERE job_id = ?1 ORDER BY seq")?;
+        let mut events_q = conn
+            .prepare("SELECT seq, run, time_ns, kind FROM events WHERE job_id = ?1 ORDER BY seq")?;
         let rows = jobs_q.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -239,15 +255,17 @@ impl JobRepository for SqliteStore {
             let rows = events_q.query_map(params![id], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
                 ))
             })?;
             for e in rows {
-                let (seq, time, kind) = e?;
+                let (seq, run, time, kind) = e?;
                 events.push(JobEvent {
                     job_id: id.clone(),
                     seq: seq as u64,
+                    run: RunId(run),
                     time: from_nanos(time),
                     kind: rmp_serde::from_slice::<EventKind>(&kind)?,
                 });
@@ -322,31 +340,44 @@ impl UploadCatalog for SqliteStore {
     }
 }
 
-/// Checkpoints live in the job's folder ([`SqliteStore::job_dir`]), as the free functions
-/// of the crate root write them.
+/// Checkpoints live in their run's folder ([`SqliteStore::run_dir`]), as the free
+/// functions of [`checkpoint`] write them.
 impl BlobStore for SqliteStore {
-    fn write_checkpoint(&self, job_id: &str, c: &Checkpoint) -> Result<(), StoreError> {
-        checkpoint::write_checkpoint(&self.job_dir(job_id), c).map(drop)
+    fn write_checkpoint(&self, job_id: &str, run: RunId, c: &Checkpoint) -> Result<(), StoreError> {
+        checkpoint::write_checkpoint(&self.run_dir(job_id, run), c).map(drop)
     }
 
-    fn read_checkpoint(&self, job_id: &str, epoch: u32) -> Result<Checkpoint, StoreError> {
-        checkpoint::read_checkpoint(&self.job_dir(job_id), epoch)
+    fn read_checkpoint(
+        &self,
+        job_id: &str,
+        run: RunId,
+        epoch: u32,
+    ) -> Result<Checkpoint, StoreError> {
+        checkpoint::read_checkpoint(&self.run_dir(job_id, run), epoch)
     }
 
-    fn model_checkpoint(&self, job_id: &str, epoch: u32) -> Result<Option<Checkpoint>, StoreError> {
-        checkpoint::read_model_checkpoint(&self.job_dir(job_id), epoch)
+    fn model_checkpoint(
+        &self,
+        job_id: &str,
+        run: RunId,
+        epoch: u32,
+    ) -> Result<Option<Checkpoint>, StoreError> {
+        checkpoint::read_model_checkpoint(&self.run_dir(job_id, run), epoch)
     }
 
-    fn keep_best(&self, job_id: &str, epoch: u32) -> Result<(), StoreError> {
-        checkpoint::keep_best(&self.job_dir(job_id), epoch)
+    fn keep_best(&self, job_id: &str, run: RunId, epoch: u32) -> Result<(), StoreError> {
+        checkpoint::keep_best(&self.job_dir(job_id).join("runs"), run, epoch)
     }
 
-    fn prune_checkpoints(&self, job_id: &str, recorded: u32) -> Result<(), StoreError> {
-        checkpoint::prune_checkpoints(&self.job_dir(job_id), recorded)
+    fn prune_checkpoints(&self, job_id: &str, run: RunId, recorded: u32) -> Result<(), StoreError> {
+        checkpoint::prune_checkpoints(&self.run_dir(job_id, run), recorded)
     }
 
-    fn take_resume_checkpoint(&self, job_id: &str) -> Result<Option<Checkpoint>, StoreError> {
-        checkpoint::take_resume_checkpoint(&self.job_dir(job_id))
+    fn take_resume_checkpoint(
+        &self,
+        job_id: &str,
+    ) -> Result<Option<(RunId, Checkpoint)>, StoreError> {
+        checkpoint::take_resume_checkpoint(&self.job_dir(job_id).join("runs"))
     }
 
     fn dataset_file(&self, id: &str) -> PathBuf {

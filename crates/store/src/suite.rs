@@ -14,8 +14,11 @@ use gradstream_domain::{
     Activation, Checkpoint, ClassWeighting, DType, DatasetInfo, DatasetSpec, EarlyStopping,
     EventKind, FeatureInfo, HostTensor, IterationProgress, JobEvent, JobKind, JobSpec, JobStatus,
     LossSpec, LrPoint, LrSchedule, LrSuggestion, MlpSpec, ModelInfo, ModelParameter,
-    ModelSelection, ModelSpec, OptimizerSpec, RangeTest, RunInfo,
+    ModelSelection, ModelSpec, OptimizerSpec, RangeTest, RunId, RunInfo,
 };
+
+/// The job's own run.
+const R0: RunId = RunId::JOB;
 
 use crate::{
     BlobStore, JobRepository, SqliteStore, StoreError, StoreErrorKind, StoredJob, UploadCatalog,
@@ -64,6 +67,7 @@ macro_rules! store_suite {
             prune_keeps_the_recorded_epoch_and_newer,
             keep_best_survives_pruning_and_only_one_stays,
             take_resume_returns_once,
+            runs_keep_their_own_checkpoints,
             reopen_sees_everything,
             second_open_is_locked,
             truncated_checkpoint_is_corrupt,
@@ -104,7 +108,7 @@ impl Harness for SqliteHarness {
     }
 
     fn truncate_checkpoint(&self, dir: &Path, job_id: &str, epoch: u32) {
-        let p = crate::checkpoint::path(&dir.join("jobs").join(job_id), epoch);
+        let p = crate::checkpoint::path(&crate::sqlite::run_dir(dir, job_id, R0), epoch);
         let len = std::fs::metadata(&p).unwrap().len();
         let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
         f.set_len(len / 2).unwrap();
@@ -124,7 +128,7 @@ fn time(n: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789 + n)
 }
 
-fn spec(name: &str) -> JobSpec {
+pub(crate) fn spec(name: &str) -> JobSpec {
     JobSpec {
         name: name.into(),
         dataset: DatasetSpec::Csv {
@@ -185,6 +189,7 @@ fn events(job_id: &str, from: u64, to: u64) -> Vec<JobEvent> {
         .map(|seq| JobEvent {
             job_id: job_id.into(),
             seq,
+            run: RunId((seq % 3) as u32),
             time: time(seq),
             kind: match seq % 4 {
                 0 => EventKind::Status {
@@ -199,7 +204,6 @@ fn events(job_id: &str, from: u64, to: u64) -> Vec<JobEvent> {
                     loss: f64::NAN,
                     learning_rate: -0.0,
                     samples_per_second: f64::INFINITY,
-                    member: None,
                 }),
                 2 => EventKind::RangePoint(LrPoint {
                     iteration: seq as u32,
@@ -236,7 +240,10 @@ fn bits<T: serde::Serialize>(v: &T) -> Vec<u8> {
 fn assert_events(got: &[JobEvent], want: &[JobEvent]) {
     assert_eq!(got.len(), want.len(), "number of events");
     for (g, w) in got.iter().zip(want) {
-        assert_eq!((&g.job_id, g.seq, g.time), (&w.job_id, w.seq, w.time));
+        assert_eq!(
+            (&g.job_id, g.seq, g.run, g.time),
+            (&w.job_id, w.seq, w.run, w.time)
+        );
         assert_eq!(bits(&g.kind), bits(&w.kind), "event {}", w.seq);
     }
 }
@@ -383,8 +390,8 @@ pub fn delete_removes_the_job_and_only_it<H: Harness>(h: &H, dir: &Path) {
     let kept = events("kept", 1, 3);
     append_events(&s, &kept);
     for id in ["gone", "kept"] {
-        s.write_checkpoint(id, &checkpoint(1, 0)).unwrap();
-        s.write_checkpoint(id, &checkpoint(1, 7)).unwrap();
+        s.write_checkpoint(id, R0, &checkpoint(1, 0)).unwrap();
+        s.write_checkpoint(id, R0, &checkpoint(1, 7)).unwrap();
     }
     s.delete_job("gone").unwrap();
     s.delete_job("never-was").unwrap();
@@ -393,12 +400,12 @@ pub fn delete_removes_the_job_and_only_it<H: Harness>(h: &H, dir: &Path) {
     assert_eq!(ids(&jobs), ["kept"]);
     assert_events(&jobs[0].events, &kept);
     assert_eq!(s.job_for_request("r1").unwrap(), None);
-    let e = s.read_checkpoint("gone", 1).unwrap_err();
+    let e = s.read_checkpoint("gone", R0, 1).unwrap_err();
     assert_eq!(e.kind(), StoreErrorKind::NotFound, "{e}");
     assert!(s.take_resume_checkpoint("gone").unwrap().is_none());
     assert!(!h.job_files_exist(dir, "gone"), "the job's folder");
     assert!(h.job_files_exist(dir, "kept"));
-    assert_eq!(s.read_checkpoint("kept", 1).unwrap(), checkpoint(1, 0));
+    assert_eq!(s.read_checkpoint("kept", R0, 1).unwrap(), checkpoint(1, 0));
     // The id may be used again, with nothing of the old job in it.
     insert(&s, "gone", Some("r1"), 3);
     assert!(job(&s.load_jobs().unwrap(), "gone").events.is_empty());
@@ -506,29 +513,29 @@ fn checkpoint(epoch: u32, iteration: u32) -> Checkpoint {
 pub fn checkpoints_round_trip_bit_for_bit<H: Harness>(h: &H, dir: &Path) {
     let s = open(h, dir);
     let c = checkpoint(2, 0);
-    s.write_checkpoint("j", &c).unwrap();
-    assert_eq!(s.read_checkpoint("j", 2).unwrap(), c);
-    assert_eq!(s.model_checkpoint("j", 2).unwrap(), Some(c));
-    assert_eq!(s.model_checkpoint("j", 3).unwrap(), None);
-    let e = s.read_checkpoint("j", 3).unwrap_err();
+    s.write_checkpoint("j", R0, &c).unwrap();
+    assert_eq!(s.read_checkpoint("j", R0, 2).unwrap(), c);
+    assert_eq!(s.model_checkpoint("j", R0, 2).unwrap(), Some(c));
+    assert_eq!(s.model_checkpoint("j", R0, 3).unwrap(), None);
+    let e = s.read_checkpoint("j", R0, 3).unwrap_err();
     assert_eq!(e.kind(), StoreErrorKind::NotFound, "{e}");
-    let e = s.read_checkpoint("other", 2).unwrap_err();
+    let e = s.read_checkpoint("other", R0, 2).unwrap_err();
     assert_eq!(e.kind(), StoreErrorKind::NotFound, "{e}");
     // Written again (a retried epoch): replaced whole.
     let c2 = checkpoint(2, 0);
-    s.write_checkpoint("j", &c2).unwrap();
-    assert_eq!(s.read_checkpoint("j", 2).unwrap(), c2);
+    s.write_checkpoint("j", R0, &c2).unwrap();
+    assert_eq!(s.read_checkpoint("j", R0, 2).unwrap(), c2);
 }
 
 fn write_epochs<S: BlobStore>(s: &S, job: &str, epochs: std::ops::RangeInclusive<u32>) {
     for epoch in epochs {
-        s.write_checkpoint(job, &checkpoint(epoch, 0)).unwrap();
+        s.write_checkpoint(job, R0, &checkpoint(epoch, 0)).unwrap();
     }
 }
 
 fn present<S: BlobStore>(s: &S, job: &str, epochs: std::ops::RangeInclusive<u32>) -> Vec<u32> {
     epochs
-        .filter(|&e| s.read_checkpoint(job, e).is_ok())
+        .filter(|&e| s.read_checkpoint(job, R0, e).is_ok())
         .collect()
 }
 
@@ -536,11 +543,11 @@ pub fn prune_keeps_the_recorded_epoch_and_newer<H: Harness>(h: &H, dir: &Path) {
     let s = open(h, dir);
     write_epochs(&s, "j", 1..=4);
     write_epochs(&s, "other", 1..=2);
-    s.prune_checkpoints("j", 3).unwrap();
+    s.prune_checkpoints("j", R0, 3).unwrap();
     assert_eq!(present(&s, "j", 0..=5), [3, 4]);
-    assert_eq!(s.read_checkpoint("j", 4).unwrap(), checkpoint(4, 0));
+    assert_eq!(s.read_checkpoint("j", R0, 4).unwrap(), checkpoint(4, 0));
     assert_eq!(present(&s, "other", 0..=5), [1, 2], "another job's");
-    s.prune_checkpoints("never-was", 3).unwrap();
+    s.prune_checkpoints("never-was", R0, 3).unwrap();
 }
 
 pub fn keep_best_survives_pruning_and_only_one_stays<H: Harness>(h: &H, dir: &Path) {
@@ -548,19 +555,25 @@ pub fn keep_best_survives_pruning_and_only_one_stays<H: Harness>(h: &H, dir: &Pa
     for epoch in 1..=4 {
         write_epochs(&s, "j", epoch..=epoch);
         if epoch == 2 || epoch == 3 {
-            s.keep_best("j", epoch).unwrap();
+            s.keep_best("j", R0, epoch).unwrap();
         }
-        s.prune_checkpoints("j", epoch).unwrap();
+        s.prune_checkpoints("j", R0, epoch).unwrap();
     }
     assert_eq!(present(&s, "j", 0..=5), [4]);
-    assert_eq!(s.model_checkpoint("j", 3).unwrap(), Some(checkpoint(3, 0)));
     assert_eq!(
-        s.model_checkpoint("j", 2).unwrap(),
+        s.model_checkpoint("j", R0, 3).unwrap(),
+        Some(checkpoint(3, 0))
+    );
+    assert_eq!(
+        s.model_checkpoint("j", R0, 2).unwrap(),
         None,
         "the previous best"
     );
-    assert_eq!(s.model_checkpoint("j", 4).unwrap(), Some(checkpoint(4, 0)));
-    assert_eq!(s.model_checkpoint("j", 1).unwrap(), None);
+    assert_eq!(
+        s.model_checkpoint("j", R0, 4).unwrap(),
+        Some(checkpoint(4, 0))
+    );
+    assert_eq!(s.model_checkpoint("j", R0, 1).unwrap(), None);
 }
 
 pub fn take_resume_returns_once<H: Harness>(h: &H, dir: &Path) {
@@ -568,15 +581,68 @@ pub fn take_resume_returns_once<H: Harness>(h: &H, dir: &Path) {
     assert_eq!(s.take_resume_checkpoint("j").unwrap(), None);
     write_epochs(&s, "j", 1..=1);
     let mid = checkpoint(2, 17);
-    s.write_checkpoint("j", &mid).unwrap();
+    s.write_checkpoint("j", R0, &mid).unwrap();
     assert_eq!(
         present(&s, "j", 0..=3),
         [1],
         "a mid-epoch one is no epoch's"
     );
-    assert_eq!(s.take_resume_checkpoint("j").unwrap(), Some(mid));
+    assert_eq!(s.take_resume_checkpoint("j").unwrap(), Some((R0, mid)));
     assert_eq!(s.take_resume_checkpoint("j").unwrap(), None);
     assert_eq!(present(&s, "j", 0..=3), [1]);
+}
+
+/// Each run has its own epochs: pruning one leaves the others, the best is one for the
+/// whole job, and the mid-epoch checkpoint comes back with its run.
+pub fn runs_keep_their_own_checkpoints<H: Harness>(h: &H, dir: &Path) {
+    let s = open(h, dir);
+    let (r1, r2) = (RunId::child(0), RunId::child(1));
+    for run in [r1, r2] {
+        for epoch in 1..=3 {
+            s.write_checkpoint("j", run, &checkpoint(epoch + run.0 * 10, 0))
+                .unwrap();
+        }
+    }
+    let e = s.read_checkpoint("j", r1, 22).unwrap_err();
+    assert_eq!(
+        e.kind(),
+        StoreErrorKind::NotFound,
+        "run 2's epoch, looked up in run 1"
+    );
+    s.keep_best("j", r1, 22).unwrap_err();
+    s.prune_checkpoints("j", r1, 13).unwrap();
+    let epochs = |run: RunId| -> Vec<u32> {
+        (0..40)
+            .filter(|&e| s.read_checkpoint("j", run, e).is_ok())
+            .collect()
+    };
+    assert_eq!(epochs(r1), [13]);
+    assert_eq!(epochs(r2), [21, 22, 23], "another run's");
+    assert_eq!(epochs(R0), Vec::<u32>::new());
+
+    s.keep_best("j", r2, 21).unwrap();
+    s.prune_checkpoints("j", r2, 23).unwrap();
+    assert_eq!(
+        s.model_checkpoint("j", r2, 21).unwrap(),
+        Some(checkpoint(21, 0))
+    );
+    s.write_checkpoint("j", R0, &checkpoint(1, 0)).unwrap();
+    s.keep_best("j", R0, 1).unwrap();
+    assert_eq!(
+        s.model_checkpoint("j", r2, 21).unwrap(),
+        None,
+        "one best per job: run 2's went when run 0's was kept"
+    );
+    assert_eq!(
+        s.model_checkpoint("j", R0, 1).unwrap(),
+        Some(checkpoint(1, 0))
+    );
+
+    let mid = checkpoint(4, 9);
+    s.write_checkpoint("j", r2, &mid).unwrap();
+    assert_eq!(s.take_resume_checkpoint("j").unwrap(), Some((r2, mid)));
+    assert_eq!(s.take_resume_checkpoint("j").unwrap(), None);
+    assert_eq!(epochs(r2), [23]);
 }
 
 /// Everything written is there after the store is dropped and opened again.
@@ -595,8 +661,8 @@ pub fn reopen_sees_everything<H: Harness>(h: &H, dir: &Path) {
         s.insert_dataset(&dataset("d", 1)).unwrap();
         s.insert_model(&model("m", 1)).unwrap();
         write_epochs(&s, "j", 1..=2);
-        s.keep_best("j", 1).unwrap();
-        s.write_checkpoint("j", &checkpoint(3, 4)).unwrap();
+        s.keep_best("j", R0, 1).unwrap();
+        s.write_checkpoint("j", R0, &checkpoint(3, 4)).unwrap();
     }
     let s = open(h, dir);
     let jobs = s.load_jobs().unwrap();
@@ -607,11 +673,14 @@ pub fn reopen_sees_everything<H: Harness>(h: &H, dir: &Path) {
     assert_eq!(s.job_for_request("req").unwrap().as_deref(), Some("j"));
     assert_eq!(s.datasets().unwrap(), [dataset("d", 1)]);
     assert_eq!(s.models().unwrap(), [model("m", 1)]);
-    assert_eq!(s.read_checkpoint("j", 2).unwrap(), checkpoint(2, 0));
-    assert_eq!(s.model_checkpoint("j", 1).unwrap(), Some(checkpoint(1, 0)));
+    assert_eq!(s.read_checkpoint("j", R0, 2).unwrap(), checkpoint(2, 0));
+    assert_eq!(
+        s.model_checkpoint("j", R0, 1).unwrap(),
+        Some(checkpoint(1, 0))
+    );
     assert_eq!(
         s.take_resume_checkpoint("j").unwrap(),
-        Some(checkpoint(3, 4))
+        Some((R0, checkpoint(3, 4)))
     );
 }
 
@@ -634,8 +703,8 @@ pub fn truncated_checkpoint_is_corrupt<H: Harness>(h: &H, dir: &Path) {
     h.truncate_checkpoint(dir, "j", 1);
     let s = open(h, dir);
     for e in [
-        s.read_checkpoint("j", 1).unwrap_err(),
-        s.model_checkpoint("j", 1).unwrap_err(),
+        s.read_checkpoint("j", R0, 1).unwrap_err(),
+        s.model_checkpoint("j", R0, 1).unwrap_err(),
     ] {
         assert_eq!(e.kind(), StoreErrorKind::Corrupt, "{e}");
         assert!(

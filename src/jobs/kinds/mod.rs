@@ -12,7 +12,7 @@ pub(crate) use range_test::Suggestions;
 use super::JobsConfig;
 use super::job::JobSnapshot;
 use super::kind::{Interruption, Outcome, RunContext, Runner, Start};
-use crate::domain::JobKind;
+use crate::domain::{JobKind, RunId};
 use crate::engine;
 use crate::store::StateStore;
 
@@ -48,10 +48,13 @@ impl Runner for Kinds {
 
     fn interrupted(&self, job: &JobSnapshot, why: Interruption) -> String {
         match (job.kind, why) {
-            (JobKind::Training, Interruption::Restart) => format!(
-                "the server restarted while this job was running; it will resume from the checkpoint of epoch {}, its last recorded one",
-                job.epochs_completed
-            ),
+            (JobKind::Training, Interruption::Restart) => match job.last_model {
+                None => "the server restarted while this job was running, before its first epoch ended; it will start again".into(),
+                Some((run, epoch)) => format!(
+                    "the server restarted while this job was running; it will resume from the checkpoint of epoch {epoch}{}, its last recorded one",
+                    if run == RunId::JOB { String::new() } else { format!(" of run {run}") }
+                ),
+            },
             (JobKind::Training, Interruption::Shutdown) => format!(
                 "stopped by a server shutdown after {} complete epoch(s); it will resume where it stopped when the server restarts",
                 job.epochs_completed

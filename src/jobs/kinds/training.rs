@@ -3,7 +3,8 @@
 
 use crate::data::{self, Dataset};
 use crate::domain::{
-    Checkpoint, ClassWeighting, EpochEnd, EventKind, IterationProgress, JobSpec, LossSpec, RunInfo,
+    Checkpoint, ClassWeighting, EpochEnd, EventKind, IterationProgress, JobSpec, LossSpec, RunId,
+    RunInfo,
 };
 use crate::engine::{self, EngineError, Observer, TrainOutcome};
 use crate::jobs::kind::{Outcome, RunContext};
@@ -58,26 +59,31 @@ pub(super) fn dataset(kinds: &Kinds, ctx: &RunContext<'_>) -> Result<Dataset, En
     }
 }
 
-/// A mid-epoch checkpoint from a shutdown, if it continues the recorded epochs; otherwise
-/// the checkpoint of the last recorded epoch; nothing for a job that recorded none.
+/// A mid-epoch checkpoint from a shutdown, if it continues the recorded epochs (of the
+/// last run recorded, or of a later run that had recorded none); otherwise the checkpoint
+/// of the last recorded epoch; nothing for a job that recorded none.
 fn resume_point(
     store: &dyn StateStore,
     ctx: &RunContext<'_>,
-) -> Result<Option<Checkpoint>, EngineError> {
-    let completed = ctx.epochs_completed();
+) -> Result<Option<(RunId, Checkpoint)>, EngineError> {
+    let last = ctx.last_recorded();
     let cannot = |e: StoreError| EngineError::Internal(format!("cannot resume: {e}"));
     let mid_epoch = store.take_resume_checkpoint(ctx.job_id()).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "mid-epoch checkpoint unreadable; resuming from the last epoch");
         None
     });
-    Ok(match mid_epoch {
-        Some(c) if c.epoch == completed + 1 => Some(c),
-        _ if completed == 0 => None,
-        _ => Some(
+    let continues = |run: RunId, c: &Checkpoint| {
+        last.is_none_or(|(r, _)| run >= r) && c.epoch == ctx.run_epochs(run) + 1
+    };
+    Ok(match (mid_epoch, last) {
+        (Some((run, c)), _) if continues(run, &c) => Some((run, c)),
+        (_, None) => None,
+        (_, Some((run, epoch))) => Some((
+            run,
             store
-                .read_checkpoint(ctx.job_id(), completed)
+                .read_checkpoint(ctx.job_id(), run, epoch)
                 .map_err(cannot)?,
-        ),
+        )),
     })
 }
 
@@ -95,19 +101,19 @@ impl Observer for TrainingObserver<'_, '_> {
         }
     }
 
-    fn iteration(&mut self, progress: IterationProgress) {
-        self.ctx.push(EventKind::Iteration(progress));
+    fn iteration(&mut self, run: RunId, progress: IterationProgress) {
+        self.ctx.push_in(run, EventKind::Iteration(progress));
     }
 
-    fn checkpoint(&mut self, checkpoint: Checkpoint) {
+    fn checkpoint(&mut self, run: RunId, checkpoint: Checkpoint) {
         // A mid-epoch checkpoint only matters to a job that will resume.
         if checkpoint.iteration > 0 && !self.ctx.stopping_for_shutdown() {
             return;
         }
-        self.ctx.save_checkpoint(checkpoint);
+        self.ctx.save_checkpoint(run, checkpoint);
     }
 
-    fn epoch_end(&mut self, mut epoch: EpochEnd) {
+    fn epoch_end(&mut self, run: RunId, mut epoch: EpochEnd) {
         // Only this thread pushes epoch events, so the best cannot change in between.
         let spec = self.ctx.spec();
         let (selection, best) = self.ctx.best();
@@ -116,14 +122,14 @@ impl Observer for TrainingObserver<'_, '_> {
         let score = selection
             .score(epoch.selection_metrics())
             .filter(|_| candidate);
-        let this = spec.checkpoint_epoch(&epoch);
-        epoch.best_epoch = match (best, score) {
-            (Some((_, old)), Some(new)) if new > old => this,
+        let this = (run, epoch.epoch);
+        (epoch.best_run, epoch.best_epoch) = match (best, score) {
+            (Some(b), Some(new)) if new > b.value => this,
             (None, Some(_)) => this,
-            (Some((b, _)), _) => b,
-            (None, None) => 0,
+            (Some(b), _) => (b.run, b.epoch),
+            (None, None) => (RunId::JOB, 0),
         };
-        self.ctx.push(EventKind::Epoch(Box::new(epoch)));
+        self.ctx.push_in(run, EventKind::Epoch(Box::new(epoch)));
     }
 }
 

@@ -4,7 +4,7 @@
 use super::timestamp;
 use crate::domain::{
     EpochEnd, EventKind, IterationProgress, JobEvent, JobStatus, LayerDiagnostics, LrPoint,
-    LrSuggestion,
+    LrSuggestion, RunId,
 };
 use crate::jobs::JobError;
 use crate::metrics::curves::{ClassCurves, PrCurve, RocCurve};
@@ -55,8 +55,8 @@ impl From<&JobEvent> for pb::JobEvent {
                 status: pb::JobStatus::from(*status) as i32,
                 message: message.clone(),
             }),
-            EventKind::Iteration(p) => Kind::Iteration(p.into()),
-            EventKind::Epoch(x) => Kind::Epoch(x.as_ref().into()),
+            EventKind::Iteration(p) => Kind::Iteration(iteration_pb(p, e.run)),
+            EventKind::Epoch(x) => Kind::Epoch(epoch_end_pb(x, e.run)),
             EventKind::RangePoint(p) => Kind::RangePoint(p.into()),
             EventKind::RangeResult(r) => Kind::RangeResult(r.into()),
         };
@@ -65,6 +65,7 @@ impl From<&JobEvent> for pb::JobEvent {
             seq: e.seq,
             time: Some(timestamp(e.time)),
             kind: Some(kind),
+            run: e.run.0,
         }
     }
 }
@@ -91,36 +92,35 @@ impl From<&LrSuggestion> for pb::LrSuggestion {
     }
 }
 
-impl From<&IterationProgress> for pb::IterationProgress {
-    fn from(p: &IterationProgress) -> Self {
-        pb::IterationProgress {
-            epoch: p.epoch,
-            iteration: p.iteration,
-            iterations_per_epoch: p.iterations_per_epoch,
-            global_step: p.global_step,
-            loss: p.loss,
-            learning_rate: p.learning_rate,
-            samples_per_second: p.samples_per_second,
-            member: p.member,
-        }
+/// Progress of `run`; `member` is the run's place among the job's children.
+fn iteration_pb(p: &IterationProgress, run: RunId) -> pb::IterationProgress {
+    pb::IterationProgress {
+        epoch: p.epoch,
+        iteration: p.iteration,
+        iterations_per_epoch: p.iterations_per_epoch,
+        global_step: p.global_step,
+        loss: p.loss,
+        learning_rate: p.learning_rate,
+        samples_per_second: p.samples_per_second,
+        member: run.child_index(),
     }
 }
 
-impl From<&EpochEnd> for pb::EpochEnd {
-    fn from(e: &EpochEnd) -> Self {
-        pb::EpochEnd {
-            epoch: e.epoch,
-            train: Some((&e.train).into()),
-            validation: e.validation.as_ref().map(pb::Metrics::from),
-            seconds: e.seconds,
-            best_epoch: e.best_epoch,
-            member: e.member,
-            ensemble: e.ensemble,
-            generalization_gap: e.generalization_gap,
-            diagnostics_seconds: e.diagnostics_seconds,
-            overfitting: e.overfitting,
-            layers: e.layers.iter().map(pb::LayerDiagnostics::from).collect(),
-        }
+/// An epoch of `run`; `member` is the run's place among the job's children.
+pub(super) fn epoch_end_pb(e: &EpochEnd, run: RunId) -> pb::EpochEnd {
+    pb::EpochEnd {
+        epoch: e.epoch,
+        train: Some((&e.train).into()),
+        validation: e.validation.as_ref().map(pb::Metrics::from),
+        seconds: e.seconds,
+        best_epoch: e.best_epoch,
+        best_run: e.best_run.0,
+        member: run.child_index(),
+        ensemble: e.ensemble,
+        generalization_gap: e.generalization_gap,
+        diagnostics_seconds: e.diagnostics_seconds,
+        overfitting: e.overfitting,
+        layers: e.layers.iter().map(pb::LayerDiagnostics::from).collect(),
     }
 }
 

@@ -21,14 +21,19 @@ impl From<&JobSnapshot> for pb::Job {
             started: j.started.map(timestamp),
             finished: j.finished.map(timestamp),
             epochs_completed: j.epochs_completed,
-            last_epoch: j.last_epoch.as_ref().map(pb::EpochEnd::from),
+            last_epoch: j
+                .last_epoch
+                .as_ref()
+                .zip(j.last_model)
+                .map(|(e, (run, _))| super::events::epoch_end_pb(e, run)),
             parameter_count: j.parameter_count,
             labels: j.labels.clone(),
             train_samples: j.train_samples,
             validation_samples: j.validation_samples,
             device: j.device.clone(),
-            best_epoch: j.best.map_or(0, |(e, _)| e),
-            best_metric_value: j.best.map(|(_, v)| v),
+            best_epoch: j.best.map_or(0, |b| b.epoch),
+            best_run: j.best.map_or(0, |b| b.run.0),
+            best_metric_value: j.best.map(|b| b.value),
             feature_names: j.features.names.clone(),
             class_weights: j.class_weights.clone(),
             train_class_counts: j.train_class_counts.clone(),

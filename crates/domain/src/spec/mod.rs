@@ -116,17 +116,6 @@ fn check_positive(value: f64, field: &str) -> Result<(), SpecError> {
 }
 
 impl JobSpec {
-    /// The number under which the checkpoint holding `end`'s model is stored: the epoch for
-    /// one model; for ensembles, epochs count on across members (member `m`'s epoch `e` is
-    /// `m * epochs + e`) and the ensemble's own metrics belong to the last one.
-    pub fn checkpoint_epoch(&self, end: &crate::EpochEnd) -> u32 {
-        match (end.member, self.ensemble) {
-            (Some(m), _) => m * self.epochs + end.epoch,
-            (None, Some(e)) if end.ensemble => e.members() * self.epochs,
-            _ => end.epoch,
-        }
-    }
-
     /// Every check that needs no data. Checks that need the dataset (class weights against
     /// the number of classes, an empty file) happen when the dataset is read.
     pub fn validate(&self) -> Result<(), SpecError> {
