@@ -19,6 +19,13 @@ use gradstream::transport::pb::{self, trainer_client::TrainerClient};
 use tonic::transport::{Channel, Endpoint};
 
 const WATCHERS: usize = 1000;
+/// Set to watch with another number of watchers than [`WATCHERS`] (to find the floor of
+/// the latency, for example, with 1).
+const WATCHERS_COUNT: &str = "WATCHERS_COUNT";
+
+fn watcher_count() -> usize {
+    std::env::var(WATCHERS_COUNT).map_or(WATCHERS, |n| n.parse().expect("a number of watchers"))
+}
 /// Watchers share connections; HTTP/2 servers cap concurrent streams per connection.
 const CONNECTIONS: usize = 10;
 /// Pairs of jobs, one watched and one not, in alternating order.
@@ -60,7 +67,8 @@ fn server_process() {
         let mut client = TrainerClient::connect(url.clone()).await.unwrap();
         let mut watchers = Watchers::spawn(&url);
         println!(
-            "watchers: {WATCHERS} watchers over {CONNECTIONS} connections in a separate process{}, on one job (MLP {FEATURES}-{HIDDEN}-{CLASSES}, {SAMPLES} samples x {EPOCHS} epochs, default report interval), {ROUNDS} rounds",
+            "watchers: {} watchers over {CONNECTIONS} connections in a separate process{}, on one job (MLP {FEATURES}-{HIDDEN}-{CLASSES}, {SAMPLES} samples x {EPOCHS} epochs, default report interval), {ROUNDS} rounds",
+            watcher_count(),
             std::env::var(WATCHERS_NICE).map(|n| format!(" (nice {n})")).unwrap_or_default()
         );
         let (mut alone, mut watched) = (vec![], vec![]);
@@ -88,13 +96,14 @@ fn server_process() {
             let cpu = (w.cpu - a.cpu) / deliveries;
             let runtime_cpu = (w.runtime_cpu - a.runtime_cpu) / deliveries;
             println!(
-                "  round {round}: training {:.3}s alone, {:.3}s with {WATCHERS} watchers ({:+.1}%); {} events ({} KiB, {} KiB of them in epoch events) x {WATCHERS} watchers; server CPU {:.2}s alone, {:.2}s watched: {:.1} us per delivery ({:.1} us on the async threads); watcher process CPU {:.2}s",
+                "  round {round}: training {:.3}s alone, {:.3}s watched ({:+.1}%); {} events ({} KiB, {} KiB of them in epoch events) x {} watchers; server CPU {:.2}s alone, {:.2}s watched: {:.1} us per delivery ({:.1} us on the async threads); watcher process CPU {:.2}s",
                 a.training_seconds,
                 w.training_seconds,
                 (w.training_seconds / a.training_seconds - 1.0) * 100.0,
                 r.events,
                 r.bytes / 1024,
                 r.epoch_bytes / 1024,
+                watcher_count(),
                 a.cpu,
                 w.cpu,
                 cpu * 1e6,
@@ -346,7 +355,7 @@ impl Watchers {
         r.cpu_seconds = pid_cpu(self.child.id()) - self.cpu_at_watch;
         assert_eq!(
             r.deliveries,
-            r.events * WATCHERS,
+            r.events * watcher_count(),
             "every watcher saw every event"
         );
         r
@@ -390,12 +399,13 @@ fn watcher_process(url: &str) {
     });
 }
 
-/// Opens [`WATCHERS`] streams on job `id` (saying "subscribed" once each has its first
+/// Opens [`watcher_count`] streams on job `id` (saying "subscribed" once each has its first
 /// event), reads them to the end, checks each, and returns the report as JSON.
 async fn watch_job(channels: &[Channel], id: &str) -> serde_json::Value {
-    let subscribed = Arc::new(tokio::sync::Barrier::new(WATCHERS + 1));
-    let mut tasks = Vec::with_capacity(WATCHERS);
-    for i in 0..WATCHERS {
+    let n = watcher_count();
+    let subscribed = Arc::new(tokio::sync::Barrier::new(n + 1));
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
         let mut c = TrainerClient::new(channels[i % channels.len()].clone());
         let id = id.to_string();
         let subscribed = subscribed.clone();
