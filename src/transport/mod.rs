@@ -6,6 +6,7 @@ mod datasets;
 mod modules;
 mod status;
 mod trainer;
+mod watch;
 
 use std::future::Future;
 

@@ -56,3 +56,8 @@ pub fn from_spec_error(e: SpecError) -> Status {
 pub fn from_task_error(e: tokio::task::JoinError) -> Status {
     Status::internal(format!("request task failed: {e}"))
 }
+
+/// A unary request whose body ended before its message (as tonic says it).
+pub fn missing_request() -> Status {
+    Status::internal("Missing request message.")
+}

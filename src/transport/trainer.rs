@@ -9,6 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::pb::trainer_server::{Trainer, TrainerServer};
+use super::watch::{Feeds, WithWatch};
 use super::{blocking, convert, pb, status};
 use crate::jobs::{JobError, JobManager, JobQuery, JobSnapshot, Subscription};
 
@@ -19,12 +20,25 @@ const WATCH_BUFFER: usize = 256;
 /// Largest request accepted (a Predict or Evaluate with many rows), in bytes.
 const MAX_REQUEST_BYTES: usize = 64 << 20;
 
-pub fn service(jobs: JobManager) -> TrainerServer<TrainerService> {
-    TrainerServer::new(TrainerService { jobs }).max_decoding_message_size(MAX_REQUEST_BYTES)
+/// The Trainer service, with `WatchJob` answered by the `watch` route: every event is
+/// encoded once per job, and the same bytes go to each watcher.
+pub fn service(jobs: JobManager) -> WithWatch<TrainerServer<TrainerService>> {
+    let feeds = Feeds::default();
+    let trainer = TrainerService {
+        jobs: jobs.clone(),
+        feeds: feeds.clone(),
+    };
+    WithWatch::new(
+        TrainerServer::new(trainer).max_decoding_message_size(MAX_REQUEST_BYTES),
+        jobs,
+        feeds,
+    )
 }
 
 pub struct TrainerService {
     jobs: JobManager,
+    /// The encoded logs of watched jobs (a deleted job's is freed).
+    feeds: Feeds,
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::JobEvent, Status>> + Send>>;
@@ -90,6 +104,8 @@ impl Trainer for TrainerService {
 
     type WatchJobStream = EventStream;
 
+    /// Not reached through [`service`], whose `watch` route answers `WatchJob` from the
+    /// job's shared encoded log; the same stream for a bare `TrainerServer`.
     async fn watch_job(
         &self,
         req: Request<pb::WatchJobRequest>,
@@ -128,7 +144,9 @@ impl Trainer for TrainerService {
     ) -> Result<Response<pb::DeleteJobResponse>, Status> {
         let jobs = self.jobs.clone();
         let id = req.into_inner().job_id;
+        let deleted = id.clone();
         blocking(move || jobs.delete(&id)).await?;
+        self.feeds.forget(&deleted);
         Ok(Response::new(pb::DeleteJobResponse {}))
     }
 
