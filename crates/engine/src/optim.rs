@@ -1,12 +1,14 @@
-//! Optimizers written out here rather than taken from tch, whose `nn::Optimizer` keeps its
-//! state in C++ where a checkpoint cannot reach it. Each matches its `torch.optim` class
-//! step for step (foreach=False, maximize=False, otherwise that class's defaults):
+//! Optimizers with their state here rather than in tch's `nn::Optimizer`, which keeps it in
+//! C++ where a checkpoint cannot reach it. Each matches its `torch.optim` class step for
+//! step (maximize=False, otherwise that class's defaults):
 //!
-//! - SGD: `torch.optim.SGD` with dampening 0; momentum buffer = the first gradient.
-//! - Adam: `torch.optim.Adam` (amsgrad off), weight decay as L2 added to the gradient.
-//! - AdamW: `torch.optim.AdamW` (amsgrad off), parameters times `1 - lr * wd` first.
-//! - RMSprop: `torch.optim.RMSprop` (not centered).
-//! - AdaDelta: `torch.optim.Adadelta`.
+//! - SGD: `torch.optim.SGD(fused=True)` with dampening 0; momentum buffer = the first
+//!   gradient. One fused multi-tensor kernel call per step (`fused.rs`).
+//! - Adam: `torch.optim.Adam(fused=True)` (amsgrad off), weight decay as L2 added to the
+//!   gradient. One fused call per step.
+//! - AdamW: `torch.optim.AdamW(fused=True)` (amsgrad off), decoupled weight decay.
+//! - RMSprop: `torch.optim.RMSprop` (not centered; foreach=False): written out here.
+//! - AdaDelta: `torch.optim.Adadelta` (foreach=False): written out here (tch has none).
 //!
 //! As in torch.optim, a parameter without a gradient is skipped, and its state (its own step
 //! count and buffers) is made at its first gradient. `tests/optimizers.rs` checks all of
@@ -19,6 +21,8 @@
 //! in the same order.
 
 use tch::{Device, Kind, TchError, Tensor, nn};
+
+use crate::fused;
 
 use gradstream_domain::OptimizerSpec;
 
@@ -33,6 +37,35 @@ struct ParamState {
     step: u64,
     /// The optimizer's buffers, in the order of [`buffer_names`], shaped like the parameter.
     buffers: Vec<Tensor>,
+    /// Adam's: `step` as the 0-dim float32 tensor on the parameter's device that the fused
+    /// kernel reads (and advances), as torch.optim keeps it.
+    count: Option<Tensor>,
+}
+
+impl ParamState {
+    /// The state of `p` after `step` updates, with `buffers` (zeros when `None`).
+    fn new(
+        spec: &OptimizerSpec,
+        p: &Tensor,
+        step: u64,
+        buffers: Option<Vec<Tensor>>,
+    ) -> Result<Self, TchError> {
+        let buffers = match buffers {
+            Some(b) => b,
+            None => buffer_names(spec)
+                .iter()
+                .map(|_| p.f_zeros_like())
+                .collect::<Result<_, _>>()?,
+        };
+        let count = matches!(spec, OptimizerSpec::Adam { .. })
+            .then(|| Tensor::f_scalar_tensor(step as f64, (Kind::Float, p.device())))
+            .transpose()?;
+        Ok(Self {
+            step,
+            buffers,
+            count,
+        })
+    }
 }
 
 /// The per-parameter buffers `spec` keeps, in the order `ParamState::buffers` holds them.
@@ -97,33 +130,119 @@ impl Optimizer {
         }
     }
 
-    /// One update of every parameter that has a gradient.
+    /// One update of every parameter that has a gradient: one fused call for SGD and
+    /// Adam, one parameter after the other for the others.
     pub fn step(&mut self) -> Result<(), TchError> {
         let spec = self.spec;
         let lr = self.lr;
         tch::no_grad(|| {
-            for (p, slot) in self.params.iter_mut().zip(&mut self.state) {
+            // The parameters with a gradient: (index, gradient, whether it is the first).
+            let mut live = Vec::with_capacity(self.params.len());
+            for (i, (p, slot)) in self.params.iter().zip(&mut self.state).enumerate() {
                 let grad = p.grad();
                 if !grad.defined() {
                     continue;
                 }
                 let fresh = slot.is_none();
-                if fresh {
-                    let buffers = buffer_names(&spec)
-                        .iter()
-                        .map(|_| p.f_zeros_like())
-                        .collect::<Result<_, _>>()?;
-                    *slot = Some(ParamState { step: 0, buffers });
-                }
-                let Some(st) = slot.as_mut() else {
-                    continue;
+                let st = match slot {
+                    Some(st) => st,
+                    None => slot.insert(ParamState::new(&spec, p, 0, None)?),
                 };
                 st.step += 1;
-                update(&spec, lr, p, grad, st, fresh)?;
+                live.push((i, grad, fresh));
+            }
+            match spec {
+                OptimizerSpec::Sgd { .. } => self.fused_sgd(lr, &live)?,
+                OptimizerSpec::Adam { .. } => self.fused_adam(lr, &live)?,
+                OptimizerSpec::RmsProp { .. } | OptimizerSpec::AdaDelta { .. } => {
+                    for (i, grad, _) in live {
+                        let st = self.state[i].as_mut().expect("made above");
+                        update(&spec, lr, &mut self.params[i], grad, st)?;
+                    }
+                }
             }
             self.steps += 1;
             Ok(())
         })
+    }
+
+    /// The state of parameter `i`, which has had a gradient.
+    fn made(&self, i: usize) -> &ParamState {
+        self.state[i]
+            .as_ref()
+            .expect("a parameter with a gradient has its state")
+    }
+
+    fn fused_adam(&self, lr: f64, live: &[(usize, Tensor, bool)]) -> Result<(), TchError> {
+        let OptimizerSpec::Adam {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            decoupled,
+        } = self.spec
+        else {
+            return Ok(());
+        };
+        let mut s = fused::AdamStep {
+            params: Vec::with_capacity(live.len()),
+            grads: Vec::with_capacity(live.len()),
+            exp_avgs: Vec::with_capacity(live.len()),
+            exp_avg_sqs: Vec::with_capacity(live.len()),
+            steps: Vec::with_capacity(live.len()),
+        };
+        for (i, grad, _) in live {
+            let st = self.made(*i);
+            let [exp_avg, exp_avg_sq] = &st.buffers[..] else {
+                unreachable!("Adam keeps two buffers")
+            };
+            s.params.push(&self.params[*i]);
+            s.grads.push(grad);
+            s.exp_avgs.push(exp_avg);
+            s.exp_avg_sqs.push(exp_avg_sq);
+            s.steps
+                .push(st.count.as_ref().expect("Adam's state has its count"));
+        }
+        fused::adam(&s, lr, beta1, beta2, weight_decay, eps, decoupled)
+    }
+
+    /// Fused SGD: the parameters whose momentum buffers are new in one call (torch.optim
+    /// starts a buffer as the gradient), the others in another.
+    fn fused_sgd(&self, lr: f64, live: &[(usize, Tensor, bool)]) -> Result<(), TchError> {
+        let OptimizerSpec::Sgd {
+            momentum,
+            nesterov,
+            weight_decay,
+        } = self.spec
+        else {
+            return Ok(());
+        };
+        for first in [true, false] {
+            let group: Vec<&(usize, Tensor, bool)> = live
+                .iter()
+                .filter(|(_, _, fresh)| *fresh == first)
+                .collect();
+            if group.is_empty() {
+                continue;
+            }
+            let params: Vec<&Tensor> = group.iter().map(|(i, _, _)| &self.params[*i]).collect();
+            let grads: Vec<&Tensor> = group.iter().map(|(_, g, _)| g).collect();
+            let buffers: Vec<&Tensor> = group
+                .iter()
+                .filter_map(|(i, _, _)| self.made(*i).buffers.first())
+                .collect();
+            fused::sgd(
+                &params,
+                &grads,
+                &buffers,
+                lr,
+                momentum,
+                weight_decay,
+                nesterov,
+                first,
+            )?;
+        }
+        Ok(())
     }
 
     /// Named state tensors, enough to resume bit for bit: `step` (calls of `step`), and for
@@ -222,7 +341,7 @@ impl Optimizer {
                     Ok(b)
                 })
                 .collect::<Result<_, TchError>>()?;
-            loaded.push(Some(ParamState { step, buffers }));
+            loaded.push(Some(ParamState::new(&self.spec, p, step, Some(buffers))?));
         }
         self.steps = steps;
         self.state = loaded;
@@ -262,69 +381,21 @@ fn add_squared(t: &mut Tensor, x: &Tensor, v: f64) -> Result<(), TchError> {
     Ok(())
 }
 
-/// One parameter's update; `st.step` already counts it, `fresh` says it is the first.
+/// One parameter's update by an optimizer written out here (RMSprop, AdaDelta); `st.step`
+/// already counts it.
 fn update(
     spec: &OptimizerSpec,
     lr: f64,
     p: &mut Tensor,
     grad: Tensor,
     st: &mut ParamState,
-    fresh: bool,
 ) -> Result<(), TchError> {
     match *spec {
-        OptimizerSpec::Sgd {
-            momentum,
-            nesterov,
-            weight_decay,
-        } => {
-            let mut grad = decayed(grad, p, weight_decay)?;
-            if momentum != 0.0 {
-                let buf = &mut st.buffers[0];
-                if fresh {
-                    buf.f_copy_(&grad)?;
-                } else {
-                    let _ = buf.f_mul_scalar_(momentum)?;
-                    let _ = buf.f_add_(&grad)?;
-                }
-                grad = if nesterov {
-                    grad.f_add(&buf.f_mul_scalar(momentum)?)?
-                } else {
-                    buf.shallow_clone()
-                };
-            }
-            let _ = p.f_add_(&grad.f_mul_scalar(-lr)?)?;
-        }
-        OptimizerSpec::Adam {
-            beta1,
-            beta2,
-            eps,
-            weight_decay,
-            decoupled,
-        } => {
-            let mut grad = grad;
-            if weight_decay != 0.0 {
-                if decoupled {
-                    let _ = p.f_mul_scalar_(1.0 - lr * weight_decay)?;
-                } else {
-                    grad = decayed(grad, p, weight_decay)?;
-                }
-            }
-            let [exp_avg, exp_avg_sq] = &mut st.buffers[..] else {
-                unreachable!("Adam keeps two buffers")
-            };
-            let _ = exp_avg.f_lerp_(&grad, 1.0 - beta1)?;
-            let _ = exp_avg_sq.f_mul_scalar_(beta2)?;
-            add_squared(exp_avg_sq, &grad, 1.0 - beta2)?;
-            // As torch.optim: the step count as f64, and `** 0.5` (pow, not sqrt).
-            let step = st.step as f64;
-            let bias_correction1 = 1.0 - beta1.powf(step);
-            let bias_correction2 = 1.0 - beta2.powf(step);
-            let step_size = lr / bias_correction1;
-            let mut denom = exp_avg_sq
-                .f_sqrt()?
-                .f_div_scalar(bias_correction2.powf(0.5))?;
-            let _ = denom.f_add_scalar_(eps)?;
-            let _ = p.f_addcdiv_(&exp_avg.f_mul_scalar(-step_size)?, &denom)?;
+        OptimizerSpec::Sgd { .. } | OptimizerSpec::Adam { .. } => {
+            return Err(TchError::Kind(format!(
+                "{} takes the fused step, not a per-parameter one",
+                spec.name()
+            )));
         }
         OptimizerSpec::RmsProp {
             alpha,
