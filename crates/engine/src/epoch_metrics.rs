@@ -1,6 +1,7 @@
 //! Epoch metrics are computed off the training thread. At an epoch end the training thread
-//! copies the epoch's logits to host memory and hands them to this worker, then goes on
-//! training; finished metrics are picked up at the next iteration boundary and reported
+//! hands this worker what the epoch's metrics are made of (the validation split's logits
+//! in host memory; the training outputs reduced on the device to confusion counts and a
+//! loss, or their logits when there is no validation split), then goes on training; finished metrics are picked up at the next iteration boundary and reported
 //! from the training thread, in epoch order. The worker is plain Rust (no libtorch calls),
 //! so it never competes for libtorch's thread pool.
 
@@ -42,12 +43,19 @@ impl Scores {
     }
 }
 
+/// What the training metrics of an epoch are made of.
+pub enum TrainOutputs {
+    /// Training-mode logits of every batch (no validation split: curves of these).
+    Scores(Scores),
+    /// Confusion counts (row-major `k x k`, actual by predicted) and the mean loss.
+    Counted { counts: Vec<u64>, loss: f64 },
+}
+
 /// What an epoch produced, for the worker to turn into metrics.
 pub struct EpochOutputs {
     pub epoch: u32,
     pub seconds: f64,
-    /// Training-mode outputs of every batch, in training order.
-    pub train: Scores,
+    pub train: TrainOutputs,
     /// Evaluation-mode outputs on the validation split.
     pub validation: Option<Scores>,
     /// Per-layer diagnostics at the epoch's end, and the time they took.
@@ -78,7 +86,14 @@ impl MetricsWorker {
                     let end = EpochEnd {
                         epoch: out.epoch,
                         // Curves of the training split only when there is no validation split.
-                        train: metrics_of(&out.train, &loss, &labels, out.validation.is_none()),
+                        train: match out.train {
+                            TrainOutputs::Scores(s) => {
+                                metrics_of(&s, &loss, &labels, out.validation.is_none())
+                            }
+                            TrainOutputs::Counted { counts, loss } => {
+                                metrics::evaluate_counts(&labels, counts, loss)
+                            }
+                        },
                         validation: out
                             .validation
                             .as_ref()

@@ -5,7 +5,9 @@
 mod diagnostics;
 mod early_stopping;
 mod ensemble;
+mod epoch;
 mod epoch_metrics;
+mod fused;
 mod host;
 mod inference;
 mod loader;
@@ -15,6 +17,7 @@ mod model;
 mod optim;
 pub mod schedule;
 pub mod script;
+mod step_losses;
 mod training_loop;
 mod training_state;
 mod window;

@@ -15,19 +15,19 @@ pub(crate) fn class_weight_tensor(weights: &[f64], device: Device) -> Option<Ten
 }
 
 /// One step's forward pass (training mode), loss and backward pass, gradients zeroed
-/// first; the logits and the loss's value. The caller decides whether to step.
+/// first; the logits and the loss, left on the device. The caller decides whether to step.
 pub(crate) fn step_loss(
     model: &mut Network,
     opt: &mut Optimizer,
     batch: &Batch,
     weights: Option<&Tensor>,
     spec: &JobSpec,
-) -> Result<(Tensor, f64), EngineError> {
+) -> Result<(Tensor, Tensor), EngineError> {
     let logits = model.forward_t(&batch.features, true)?;
     let loss = training_loss(&logits, &batch.targets, weights, spec.loss)?;
     opt.zero_grad();
     loss.f_backward()?;
-    Ok((logits, loss.f_double_value(&[])?))
+    Ok((logits, loss))
 }
 
 /// The loss trained on: class-weighted cross-entropy, or the softmax focal loss

@@ -54,7 +54,10 @@ pub fn find_learning_rate(
             }
             let lr = test.min_lr * growth.powi(i as i32);
             opt.set_learning_rate(lr);
-            let (_, value) = step_loss(&mut model, &mut opt, &batch, weights.as_ref(), spec)?;
+            let (_, loss) = step_loss(&mut model, &mut opt, &batch, weights.as_ref(), spec)?;
+            // A range test records every step's loss and stops at the first that is not
+            // finite: it reads each one.
+            let value = loss.f_double_value(&[])?;
             if !value.is_finite() {
                 diverged = true;
                 break 'outer;

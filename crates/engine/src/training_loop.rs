@@ -11,9 +11,11 @@ use crate::diagnostics::{
     self, DivergenceWatch, clip_grad_norm, layer_diagnostics, weights_before,
 };
 use crate::early_stopping::EarlyStopper;
+use crate::epoch::{Epoch, Partial};
 use crate::epoch_metrics::{EpochOutputs, MetricsWorker};
-use crate::loss::{class_weight_tensor, step_loss};
+use crate::loss::{class_weight_tensor, step_loss, training_loss};
 use crate::schedule::{Scheduler, SchedulerState};
+use crate::step_losses::{READ_EVERY, StepAt, StepLosses};
 use crate::training_state::{SCHEDULER_KEY, STOPPER_KEY, model_state, restore, snapshot, values};
 use crate::window::Window;
 use crate::{
@@ -37,6 +39,11 @@ pub(crate) struct TrainingLoop<'a> {
     opt: Optimizer,
     /// The class weights on the device; `None` when unweighted.
     weights: Option<Tensor>,
+    /// Some class weighs 0, so a batch may have nothing to learn from (its loss is 0/0):
+    /// each step's loss is then read before its update, to skip that update.
+    read_each_step: bool,
+    /// Step losses not yet read back from the device.
+    losses: StepLosses,
     /// Batches per epoch.
     ipe: usize,
     /// Batches between progress reports.
@@ -54,49 +61,11 @@ pub(crate) struct TrainingLoop<'a> {
 }
 
 /// Where the loop starts: its first epoch, the batches of that epoch already trained, and
-/// their outputs (logits, targets) when resuming inside an epoch.
+/// their outputs when resuming inside an epoch.
 pub(crate) struct Start {
     first_epoch: u32,
     skip: usize,
-    partial: Option<(Tensor, Tensor)>,
-}
-
-/// What an epoch gathers while it runs, for its progress reports and its end.
-struct Epoch {
-    epoch: u32,
-    start: Instant,
-    window: Window,
-    outputs: Vec<Tensor>,
-    targets: Vec<Tensor>,
-    /// Layer diagnostics: the weights before the epoch's last step, that step's batch, and
-    /// the time spent on them.
-    before_last_step: Vec<(String, Tensor)>,
-    last_batch: Option<Tensor>,
-    diagnostics_seconds: f64,
-}
-
-impl Epoch {
-    fn new(epoch: u32, ipe: usize, partial: Option<(Tensor, Tensor)>) -> Self {
-        let start = Instant::now();
-        let window = Window::new();
-        let mut outputs: Vec<Tensor> = Vec::with_capacity(ipe);
-        let mut targets: Vec<Tensor> = Vec::with_capacity(ipe);
-        // Resuming inside an epoch: its first batches were trained before the stop.
-        if let Some((logits, seen)) = partial {
-            outputs.push(logits);
-            targets.push(seen);
-        }
-        Self {
-            epoch,
-            start,
-            window,
-            outputs,
-            targets,
-            before_last_step: Vec::new(),
-            last_batch: None,
-            diagnostics_seconds: 0.0,
-        }
-    }
+    partial: Option<Partial>,
 }
 
 impl<'a> TrainingLoop<'a> {
@@ -116,6 +85,7 @@ impl<'a> TrainingLoop<'a> {
         let mut model = build_model(&vs, spec, run.width, run.labels.len(), state)?;
         let mut opt = Optimizer::new(&spec.optimizer, &vs, spec.learning_rate)?;
         let weights = class_weight_tensor(run.class_weights, device);
+        let read_each_step = run.class_weights.contains(&0.0);
         let ipe = loader.batches_per_epoch();
         let report_every = match spec.report_every {
             0 => ipe.div_ceil(REPORTS_PER_EPOCH).max(1),
@@ -145,8 +115,11 @@ impl<'a> TrainingLoop<'a> {
         }
         let synchronous =
             stopper.is_some() || matches!(spec.lr_schedule, LrSchedule::ReduceOnPlateau { .. });
+        let loss_of = |logits: &Tensor, targets: &Tensor| {
+            batch_loss_sums(logits, targets, weights.as_ref(), spec.loss)
+        };
         let (start, global_step) = match resume {
-            Some(c) => resume_at(&vs, &mut model, &mut opt, c)?,
+            Some(c) => resume_at(&vs, &mut model, &mut opt, c, loss_of)?,
             None => (
                 Start {
                     first_epoch: 1,
@@ -166,6 +139,8 @@ impl<'a> TrainingLoop<'a> {
             model,
             opt,
             weights,
+            read_each_step,
+            losses: StepLosses::default(),
             ipe,
             report_every,
             fixed_sample,
@@ -216,11 +191,12 @@ impl<'a> TrainingLoop<'a> {
         loader: &mut dyn BatchLoader,
         epoch: u32,
         done: usize,
-        partial: Option<(Tensor, Tensor)>,
+        partial: Option<Partial>,
     ) -> Result<Option<String>, EngineError> {
-        let mut e = Epoch::new(epoch, self.ipe, partial);
+        let mut e = Epoch::new(epoch, self.ipe, self.validation.is_none(), partial);
         for (i, batch) in loader.epoch(epoch).enumerate().skip(done) {
             if self.cancel.load(Ordering::Relaxed) {
+                self.settle(&mut e)?;
                 self.cancel_checkpoint(&e, i)?;
                 return Err(EngineError::Cancelled);
             }
@@ -235,32 +211,42 @@ impl<'a> TrainingLoop<'a> {
         if i > 0 {
             let mut c = self.snapshot(e.epoch)?;
             c.iteration = i as u32;
-            c.tensors.push((
-                "partial.logits".into(),
-                Tensor::f_cat(&e.outputs, 0)?.copy(),
-            ));
-            c.tensors.push((
-                "partial.targets".into(),
-                Tensor::f_cat(&e.targets, 0)?.copy(),
-            ));
+            c.tensors.extend(e.partial_entries()?);
             self.observer.checkpoint(self.run.id, c.into_checkpoint()?);
         }
         Ok(())
     }
 
-    /// Trains on the epoch's `iteration`-th batch (1-based).
+    /// Trains on the epoch's `iteration`-th batch (1-based). Nothing here waits for the
+    /// device: the step's loss is read back with others' (see [`Self::settle`]).
     fn step(&mut self, e: &mut Epoch, iteration: u32, batch: Batch) -> Result<(), EngineError> {
         let spec = self.run.spec;
         self.global_step += 1;
-        let (logits, value) = step_loss(
+        let (logits, loss) = step_loss(
             &mut self.model,
             &mut self.opt,
             &batch,
             self.weights.as_ref(),
             spec,
         )?;
-        let weightless = self.is_weightless(value, &batch)?;
-        self.check_divergence(value, weightless, e.epoch, iteration)?;
+        let samples = batch.targets.size()[0] as usize;
+        let weight = self
+            .weights
+            .as_ref()
+            .map(|w| w.f_index_select(0, &batch.targets)?.f_sum(Kind::Double))
+            .transpose()?;
+        let at = StepAt {
+            step: self.global_step,
+            epoch: e.epoch,
+            iteration,
+            learning_rate: self.scheduler.lr(),
+            samples,
+        };
+        self.losses.push(at, &loss, weight);
+        let mut weightless = false;
+        if self.read_each_step || self.losses.len() >= READ_EVERY {
+            weightless = self.settle(e)?;
+        }
         if let Some(max) = spec.gradient_clip_norm {
             let _ = clip_grad_norm(&self.vs, max)?;
         }
@@ -273,64 +259,55 @@ impl<'a> TrainingLoop<'a> {
         self.opt.set_learning_rate(self.scheduler.lr());
         if !weightless {
             self.opt.step()?;
-            e.window.add(value, batch.targets.size()[0] as usize);
         }
         self.scheduler.after_step();
         self.worker.poll(self.observer);
-        e.outputs.push(logits.detach());
-        e.targets.push(batch.targets);
+        e.record(&logits, batch.targets)?;
         if (iteration as usize).is_multiple_of(self.report_every) || iteration as usize == self.ipe
         {
+            self.settle(e)?;
             self.report_progress(e, iteration);
         }
         Ok(())
     }
 
-    /// Whether a batch whose loss is `value` has only samples of class weight 0: its mean
-    /// loss is 0/0 and it has nothing to learn from, so it is skipped, not a divergence.
-    fn is_weightless(&self, value: f64, batch: &Batch) -> Result<bool, EngineError> {
-        Ok(!value.is_finite()
-            && self
-                .weights
-                .as_ref()
-                .map(|w| {
-                    w.f_index_select(0, &batch.targets)?
-                        .f_sum(Kind::Double)?
-                        .f_double_value(&[])
-                })
-                .transpose()?
-                .is_some_and(|sum| sum == 0.0))
-    }
-
-    /// Fails when the step's loss is not finite or has exploded.
-    fn check_divergence(
-        &mut self,
-        value: f64,
-        weightless: bool,
-        epoch: u32,
-        iteration: u32,
-    ) -> Result<(), EngineError> {
-        if !value.is_finite() && !weightless {
-            return Err(EngineError::Diverged {
-                step: self.global_step,
-                epoch,
-                iteration,
-                loss: value,
-                learning_rate: self.opt.learning_rate(),
-            });
+    /// Reads back the losses of the steps since the last read (one copy from the device)
+    /// and checks them in step order: the first that is not finite or has exploded fails
+    /// the run, named by its step. Each counts towards the progress window and the epoch's
+    /// training loss. True when the last of them had nothing to learn from (only rows of
+    /// class weight 0: its loss is 0/0, which is skipped, not a divergence).
+    fn settle(&mut self, e: &mut Epoch) -> Result<bool, EngineError> {
+        let mut weightless = false;
+        for s in self.losses.read()? {
+            weightless = s.weightless();
+            if weightless {
+                continue;
+            }
+            let at = s.at;
+            if !s.loss.is_finite() {
+                return Err(EngineError::Diverged {
+                    step: at.step,
+                    epoch: at.epoch,
+                    iteration: at.iteration,
+                    loss: s.loss,
+                    learning_rate: at.learning_rate,
+                });
+            }
+            if let Some(smoothed) = self.watch.exploded(s.loss) {
+                return Err(EngineError::Exploded {
+                    step: at.step,
+                    epoch: at.epoch,
+                    iteration: at.iteration,
+                    loss: smoothed,
+                    lowest: self.watch.lowest(),
+                    factor: DivergenceWatch::FACTOR,
+                    learning_rate: at.learning_rate,
+                });
+            }
+            e.window.add(s.loss, at.samples);
+            e.add_loss(s.loss, s.weight);
         }
-        if !weightless && let Some(smoothed) = self.watch.exploded(value) {
-            return Err(EngineError::Exploded {
-                step: self.global_step,
-                epoch,
-                iteration,
-                loss: smoothed,
-                lowest: self.watch.lowest(),
-                factor: DivergenceWatch::FACTOR,
-                learning_rate: self.opt.learning_rate(),
-            });
-        }
-        Ok(())
+        Ok(weightless)
     }
 
     /// The progress since the last report, then a new window.
@@ -355,6 +332,7 @@ impl<'a> TrainingLoop<'a> {
     /// checkpoint before the epoch's metrics. Why training should stop early, if it should.
     fn end_epoch(&mut self, mut e: Epoch) -> Result<Option<String>, EngineError> {
         let spec = self.run.spec;
+        self.settle(&mut e)?;
         let validation = match self.validation {
             Some(v) => {
                 let logits = forward_eval(&mut self.model, &v.features)?;
@@ -371,7 +349,7 @@ impl<'a> TrainingLoop<'a> {
             _ => Vec::new(),
         };
         e.diagnostics_seconds += start.elapsed().as_secs_f64();
-        let train = Scores::from_batches(&e.outputs, &e.targets)?;
+        let train = e.train_outputs(self.run.labels.len())?;
         self.worker.submit(EpochOutputs {
             epoch: e.epoch,
             seconds: e.start.elapsed().as_secs_f64(),
@@ -436,14 +414,17 @@ impl<'a> TrainingLoop<'a> {
 }
 
 /// Loads `c` into the freshly built model and optimizer; where the loop starts, and the
-/// global step it has reached.
+/// global step it has reached. `loss_of` gives the loss sums of logits (an old mid-epoch
+/// checkpoint's, which has no others).
 fn resume_at(
     vs: &nn::VarStore,
     model: &mut Network,
     opt: &mut Optimizer,
     c: TrainingState,
+    loss_of: impl Fn(&Tensor, &Tensor) -> Result<(f64, f64), tch::TchError>,
 ) -> Result<(Start, u64), EngineError> {
-    let partial = restore(vs, model, opt, &c)?;
+    let entries = restore(vs, model, opt, &c)?;
+    let partial = Partial::from_entries(&entries, vs.device(), loss_of)?;
     let start = match c.iteration {
         0 => Start {
             first_epoch: c.epoch + 1,
@@ -457,6 +438,25 @@ fn resume_at(
         },
     };
     Ok((start, c.global_step))
+}
+
+/// A batch's training loss times what it is the mean over (the rows' class weights, or
+/// their count), and that: the epoch loss's sums.
+fn batch_loss_sums(
+    logits: &Tensor,
+    targets: &Tensor,
+    weights: Option<&Tensor>,
+    loss: LossSpec,
+) -> Result<(f64, f64), tch::TchError> {
+    let mean = training_loss(logits, targets, weights, loss)?.f_double_value(&[])?;
+    let weight = match weights {
+        Some(w) => w
+            .f_index_select(0, targets)?
+            .f_sum(Kind::Double)?
+            .f_double_value(&[])?,
+        None => targets.size()[0] as f64,
+    };
+    Ok((mean * weight, weight))
 }
 
 /// The loss of predicting every class with equal probability: where divergence is

@@ -61,21 +61,19 @@ pub(crate) fn snapshot(
 }
 
 /// Loads a checkpoint into a freshly built model and optimizer of the same spec; returns
-/// the partial epoch's outputs (logits, targets) if it has them.
+/// its `partial.*` entries (a mid-epoch checkpoint's outputs so far; see `epoch.rs`).
 pub(crate) fn restore(
     vs: &nn::VarStore,
     model: &mut Network,
     opt: &mut Optimizer,
     c: &TrainingState,
-) -> Result<Option<(Tensor, Tensor)>, EngineError> {
+) -> Result<Vec<(String, Tensor)>, EngineError> {
     load_model_vars(vs, &c.tensors)?;
     let mut opt_state = Vec::new();
-    let (mut logits, mut targets) = (None, None);
+    let mut partial = Vec::new();
     for (name, t) in &c.tensors {
-        match name.as_str() {
-            "partial.logits" => logits = Some(t.f_to_device(vs.device())?),
-            "partial.targets" => targets = Some(t.f_to_device(vs.device())?),
-            _ => {}
+        if name.starts_with("partial.") {
+            partial.push((name.clone(), t.shallow_clone()));
         }
         if let Some(state) = name.strip_prefix("opt.") {
             opt_state.push((state.to_string(), t.f_to_device(vs.device())?));
@@ -83,7 +81,7 @@ pub(crate) fn restore(
     }
     opt.load_state(&opt_state)?;
     model.set_dropout_word_pos(c.dropout_word_pos);
-    Ok(logits.zip(targets))
+    Ok(partial)
 }
 
 /// Copies a checkpoint's `model.*` tensors into the variables of `vs`; every variable

@@ -50,7 +50,9 @@ mod threshold;
 pub use classification::{Averages, ClassMetrics};
 pub use confusion::{ConfusionMatrix, confusion_counts};
 pub use matrix::argmax_rows;
-pub use report::{Evaluation, Metrics, evaluate, evaluate_with_curves, full_report};
+pub use report::{
+    Evaluation, Metrics, evaluate, evaluate_counts, evaluate_with_curves, full_report,
+};
 pub use roc::roc_auc;
 
 /// Threshold curves, probabilistic scores and threshold reports: ROC and

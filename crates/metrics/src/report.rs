@@ -128,6 +128,32 @@ pub fn evaluate(labels: &[String], actual: &[usize], probs: &[f32], loss: f64) -
     }
 }
 
+/// The metrics that need only the confusion counts (row-major `k x k`, actual by
+/// predicted) and the loss: what [`evaluate`] gives of the same predictions, with the
+/// probability-based ones (`roc_auc`, every class's AUC, `average_precision`, curves)
+/// left `None`. For outputs reduced where they were made (a training epoch's, on the
+/// device), without the scores themselves.
+pub fn evaluate_counts(labels: &[String], counts: Vec<u64>, loss: f64) -> Metrics {
+    let k = labels.len();
+    debug_assert_eq!(counts.len(), k * k, "k x k confusion counts");
+    let n = counts.iter().sum::<u64>() as usize;
+    let per_class = class_metrics(labels, &counts);
+    Metrics {
+        loss,
+        accuracy: accuracy(k, &counts, n),
+        macro_avg: macro_average(&per_class),
+        weighted: weighted_average(&per_class),
+        roc_auc: None,
+        confusion_matrix: ConfusionMatrix {
+            labels: labels.to_vec(),
+            counts,
+        },
+        per_class,
+        average_precision: None,
+        curves: Vec::new(),
+    }
+}
+
 /// [`evaluate`] plus, per class, the one-vs-rest [`roc_curve`] and
 /// [`precision_recall_curve`] of its probability column (`Metrics::curves`, not
 /// downsampled), and their macro average precision (`Metrics::average_precision`: the
@@ -237,6 +263,25 @@ mod tests {
             probs[i * k + p] = 0.8;
         }
         probs
+    }
+
+    #[test]
+    fn counts_give_what_evaluate_gives_less_the_probability_metrics() {
+        let actual = [0, 0, 0, 1, 1, 2, 2, 2, 1];
+        let predicted = [0, 0, 1, 1, 0, 0, 1, 2, 1];
+        let names = labels(3);
+        let full = evaluate(&names, &actual, &probs_for(&predicted, 3), 0.25);
+        let counted = evaluate_counts(&names, confusion_counts(3, &actual, &predicted), 0.25);
+        let mut want = full.clone();
+        want.roc_auc = None;
+        for c in &mut want.per_class {
+            c.roc_auc = None;
+        }
+        assert_eq!(counted, want);
+        assert!(
+            full.roc_auc.is_some(),
+            "the full report has the AUC counts cannot give"
+        );
     }
 
     #[test]
