@@ -6,64 +6,18 @@ mod common;
 
 use std::time::Instant;
 
-use common::{bench_script, run_python, start_server, train_events};
+use common::{digits_cnn_spec, start_server, train_events, write_digits_csv};
 use gradstream::transport::pb::{self, trainer_client::TrainerClient};
-
-fn block(channels: u32) -> pb::ConvBlock {
-    pb::ConvBlock {
-        channels,
-        kernel_size: 3,
-        padding: 1,
-        batch_norm: true,
-        activation: pb::Activation::Relu as i32,
-        pool: pb::PoolKind::Max as i32,
-        ..Default::default()
-    }
-}
 
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let csv = dir.path().join("digits.csv");
-    run_python(&[
-        bench_script("make_digits.py").to_str().unwrap(),
-        csv.to_str().unwrap(),
-    ]);
+    write_digits_csv(dir.path());
     let server = start_server(dir.path()).await;
     let mut c = TrainerClient::connect(format!("http://{}", server.addr))
         .await
         .unwrap();
-    let spec = pb::JobSpec {
-        name: "digits-cnn".into(),
-        dataset: Some(pb::Dataset {
-            source: Some(pb::dataset::Source::Csv(pb::CsvDataset {
-                path: "digits.csv".into(),
-                label_column: String::new(),
-            })),
-        }),
-        model: Some(pb::Model {
-            kind: Some(pb::model::Kind::Cnn(pb::Cnn {
-                channels: 1,
-                height: 8,
-                width: 8,
-                blocks: vec![block(32), block(64)],
-                global_average_pool: false,
-                dense: Some(pb::Mlp {
-                    hidden_layers: vec![128],
-                    activation: pb::Activation::Relu as i32,
-                    batch_norm: false,
-                    dropout: 0.3,
-                }),
-            })),
-        }),
-        epochs: 30,
-        batch_size: 32,
-        learning_rate: 2e-3,
-        validation_fraction: Some(0.2),
-        seed: 1,
-        best_model_metric: pb::ModelSelectionMetric::Accuracy as i32,
-        ..Default::default()
-    };
+    let spec = digits_cnn_spec(30);
     let start = Instant::now();
     let mut accuracies = Vec::new();
     for e in train_events(&mut c, spec).await {
