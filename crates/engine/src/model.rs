@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::nn::{self, ModuleT};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::EngineError;
 use super::script::ScriptModule;
@@ -530,11 +530,18 @@ fn dropout(x: &Tensor, p: f64, rng: &mut ChaCha8Rng) -> Tensor {
             }
         })
         .collect();
-    let mask = Tensor::from_slice(&mask)
-        .view(x.size().as_slice())
-        .to_kind(Kind::Float)
-        .to_device(x.device());
+    let mask = to_device_async(Tensor::from_slice(&mask).view(x.size().as_slice()), x.device());
     x * mask
+}
+
+/// `t` (in host memory) on `device`, without the host waiting: on an accelerator the copy
+/// goes through pinned memory and is queued on the device's stream (a copy from pageable
+/// memory would wait for the device). On the CPU, `t` itself.
+fn to_device_async(t: Tensor, device: Device) -> Tensor {
+    match device {
+        Device::Cpu => t,
+        d => t.pin_memory(d).to_device_(d, t.kind(), true, false),
+    }
 }
 
 #[cfg(test)]
