@@ -23,7 +23,7 @@ use gradstream::transport::pb::trainer_client::TrainerClient;
 use tch::nn::{self, Module, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 /// The loop a user would write with tch directly.
 fn bare_tch() -> f64 {
