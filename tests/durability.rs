@@ -452,6 +452,43 @@ async fn an_ensemble_stopped_by_sigterm_mid_member_resumes_in_that_member() {
     server.stop("TERM");
 }
 
+/// Killed once the ensemble's own metrics are recorded (before or after its SUCCEEDED,
+/// whichever the kill lands on): after the restart the job ends SUCCEEDED with one
+/// ensemble evaluation, and its model (run 0's checkpoint) predicts as the uninterrupted
+/// one does, though the members' checkpoints are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ensemble_killed_after_its_evaluation_ends_without_training_again() {
+    let dirs = Dirs::new();
+    let server = dirs.start();
+    let mut c = connect(&server).await;
+    let (s, reference) = ensemble_and_reference(&mut c, 2).await;
+    let (job_id, _, server, mut c) = kill_and_restart(
+        &dirs,
+        server,
+        s,
+        |e| matches!(&e.kind, Some(Kind::Epoch(x)) if x.ensemble),
+    )
+    .await;
+    let history = bounded("the restarted ensemble", watch(&mut c, &job_id, 1)).await;
+    assert_gap_free(&history);
+    assert_eq!(
+        statuses(&history).last(),
+        Some(&pb::JobStatus::Succeeded),
+        "{}",
+        last_message(&history)
+    );
+    assert_eq!(ensemble_history(&history), ensemble_history(&reference));
+    assert_same_predictions(
+        &mut c,
+        &job_id,
+        &reference[0].job_id,
+        pb::ModelVersion::Best,
+        0.5,
+    )
+    .await;
+    server.stop("TERM");
+}
+
 /// A user's TorchScript module with batch norm (no dropout, so the run is deterministic):
 /// its running statistics live only in the module, which checkpoints carry as saved bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

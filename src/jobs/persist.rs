@@ -195,9 +195,15 @@ fn run(store: &dyn StateStore, rx: &mpsc::Receiver<Persist>) {
                             ));
                             continue;
                         }
-                        // The run's older checkpoints are no longer needed once an epoch
-                        // is recorded.
-                        if let Err(err) = store.prune_checkpoints(&job.id, run, epoch) {
+                        // Once a run records an epoch, its older checkpoints and those of the
+                        // runs before it are no longer needed: a job resumes from its latest run,
+                        // whose checkpoints carry what they need of the runs before (an
+                        // ensemble member's hold the members before it; the ensemble's
+                        // own, every member). The kept best model stays.
+                        if let Err(err) = store
+                            .prune_checkpoints(&job.id, run, epoch)
+                            .and_then(|()| store.prune_earlier_runs(&job.id, run))
+                        {
                             tracing::warn!(job = %job.id, error = %err, "old checkpoints not removed");
                         }
                     }

@@ -530,7 +530,10 @@ fn dropout(x: &Tensor, p: f64, rng: &mut ChaCha8Rng) -> Tensor {
             }
         })
         .collect();
-    let mask = to_device_async(Tensor::from_slice(&mask).view(x.size().as_slice()), x.device());
+    let mask = to_device_async(
+        Tensor::from_slice(&mask).view(x.size().as_slice()),
+        x.device(),
+    );
     x * mask
 }
 

@@ -239,7 +239,8 @@ impl<'a> TrainingLoop<'a> {
             step: self.global_step,
             epoch: e.epoch,
             iteration,
-            learning_rate: self.scheduler.lr(),
+            // The rate of the update before this loss (which produced it).
+            learning_rate: self.opt.learning_rate(),
             samples,
         };
         self.losses.push(at, &loss, weight);

@@ -39,6 +39,11 @@ pub trait BlobStore: Send + Sync {
     /// Removes `run`'s epoch checkpoints older than `recorded` (the kept best one stays).
     fn prune_checkpoints(&self, job_id: &str, run: RunId, recorded: u32) -> Result<(), StoreError>;
 
+    /// Removes the epoch checkpoints of the child runs that came before `run`: for a child
+    /// run, the children numbered below it; for the job's own run, every child (the kept
+    /// best one and a mid-epoch checkpoint stay).
+    fn prune_earlier_runs(&self, job_id: &str, run: RunId) -> Result<(), StoreError>;
+
     /// Takes the mid-epoch checkpoint and its run, if there is one: it is gone once
     /// returned.
     fn take_resume_checkpoint(

@@ -21,7 +21,7 @@ pub(crate) fn best_path(dir: &Path, epoch: u32) -> PathBuf {
 }
 
 /// The run folders under a job's `runs/`, with their runs.
-fn run_dirs(runs: &Path) -> Result<Vec<(RunId, PathBuf)>, StoreError> {
+pub(crate) fn run_dirs(runs: &Path) -> Result<Vec<(RunId, PathBuf)>, StoreError> {
     let rd = match std::fs::read_dir(runs) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

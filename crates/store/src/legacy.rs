@@ -108,7 +108,7 @@ fn checkpoints_into_runs(
     let Ok(rd) = std::fs::read_dir(&dir) else {
         return Ok(());
     };
-    let mut had_best = false;
+    let mut old_best = Vec::new();
     for entry in rd.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(stem) = name.strip_suffix(".safetensors") else {
@@ -133,12 +133,20 @@ fn checkpoints_into_runs(
         };
         if best {
             // Only the ensemble's own epoch was ever best, and that was the last member's
-            // last checkpoint, which is never pruned: it is linked again below.
-            had_best = true;
-            std::fs::remove_file(&old)?;
+            // last checkpoint, which is never pruned: it is linked again below, before
+            // this link goes (so a crash in between leaves it to be found again).
+            old_best.push(old);
             continue;
         }
-        let mut c = checkpoint::read(&old)?;
+        let mut c = match checkpoint::read(&old) {
+            Ok(c) => c,
+            Err(e) => {
+                // Left where it is: the job cannot resume from it, but the server starts
+                // and every other job is migrated.
+                tracing::warn!(job, file = %old.display(), error = %e, "an old checkpoint cannot be read; it is left in place");
+                continue;
+            }
+        };
         let global = epoch.unwrap_or(c.epoch);
         let member = global.saturating_sub(1) / epochs.max(1);
         c.epoch = global - member * epochs;
@@ -150,9 +158,20 @@ fn checkpoints_into_runs(
         std::fs::remove_file(&old)?;
     }
     let ensemble = checkpoint::path(&run_dir(state_dir, job, RunId::JOB), epochs);
-    if had_best && ensemble.exists() {
+    if !old_best.is_empty() && ensemble.exists() {
         checkpoint::keep_best(&dir.join("runs"), RunId::JOB, epochs)?;
     }
+    for old in old_best {
+        std::fs::remove_file(old)?;
+    }
+    // The moves must reach the disk before the migration is recorded as done.
+    for (_, run) in checkpoint::run_dirs(&dir.join("runs"))? {
+        std::fs::File::open(run)?.sync_all()?;
+    }
+    if dir.join("runs").exists() {
+        std::fs::File::open(dir.join("runs"))?.sync_all()?;
+    }
+    std::fs::File::open(&dir)?.sync_all()?;
     Ok(())
 }
 
@@ -310,6 +329,8 @@ mod tests {
             "mid",
             &ckpt(4, 5, &["member0.model.w", "model.w", "partial.logits"]),
         );
+        // An unreadable one (member 0's epoch 2, say) does not stop the migration.
+        std::fs::write(checkpoint::path(&jobs("mid"), 2), b"not a checkpoint").unwrap();
         write("one", &ckpt(1, 0, &["model.w"]));
         write("one", &ckpt(2, 3, &["model.w"]));
 
@@ -363,13 +384,21 @@ mod tests {
             s.take_resume_checkpoint("one").unwrap(),
             Some((R0, ckpt(2, 3, &["model.w"])))
         );
-        for id in ["done", "mid", "one"] {
-            let left: Vec<String> = std::fs::read_dir(jobs(id))
+        for (id, want) in [
+            ("done", &["runs"][..]),
+            ("mid", &["epoch-000002.safetensors", "runs"]),
+            ("one", &["runs"]),
+        ] {
+            let mut left: Vec<String> = std::fs::read_dir(jobs(id))
                 .unwrap()
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect();
-            assert_eq!(left, ["runs"], "{id}: only the runs folder is left");
+            left.sort();
+            assert_eq!(
+                left, want,
+                "{id}: the runs folder and what could not be read"
+            );
         }
     }
 }

@@ -373,6 +373,15 @@ impl BlobStore for SqliteStore {
         checkpoint::prune_checkpoints(&self.run_dir(job_id, run), recorded)
     }
 
+    fn prune_earlier_runs(&self, job_id: &str, run: RunId) -> Result<(), StoreError> {
+        for (other, dir) in checkpoint::run_dirs(&self.job_dir(job_id).join("runs"))? {
+            if other != RunId::JOB && (run == RunId::JOB || other < run) {
+                checkpoint::prune_checkpoints(&dir, u32::MAX)?;
+            }
+        }
+        Ok(())
+    }
+
     fn take_resume_checkpoint(
         &self,
         job_id: &str,

@@ -638,11 +638,36 @@ pub fn runs_keep_their_own_checkpoints<H: Harness>(h: &H, dir: &Path) {
         Some(checkpoint(1, 0))
     );
 
+    s.write_checkpoint("j", r1, &checkpoint(14, 0)).unwrap();
+    s.prune_earlier_runs("j", r1).unwrap();
+    assert_eq!(epochs(r1), [13, 14], "its own");
+    assert_eq!(epochs(r2), [23], "a later run's");
+    assert_eq!(epochs(R0), [1], "the job's own run's");
+    s.prune_earlier_runs("j", r2).unwrap();
+    assert!(epochs(r1).is_empty(), "run 1 came before run 2");
+    assert_eq!((epochs(r2), epochs(R0)), (vec![23], vec![1]));
+    s.write_checkpoint("j", r1, &checkpoint(14, 0)).unwrap();
+    s.prune_earlier_runs("j", R0).unwrap();
+    assert!(
+        epochs(r1).is_empty() && epochs(r2).is_empty(),
+        "every child run came before the job's own"
+    );
+    assert_eq!(epochs(R0), [1], "run 0's kept");
+    assert_eq!(
+        s.model_checkpoint("j", R0, 1).unwrap(),
+        Some(checkpoint(1, 0)),
+        "the kept best"
+    );
+    s.prune_earlier_runs("never-was", R0).unwrap();
+
     let mid = checkpoint(4, 9);
     s.write_checkpoint("j", r2, &mid).unwrap();
     assert_eq!(s.take_resume_checkpoint("j").unwrap(), Some((r2, mid)));
     assert_eq!(s.take_resume_checkpoint("j").unwrap(), None);
-    assert_eq!(epochs(r2), [23]);
+    assert!(
+        epochs(r2).is_empty(),
+        "taking the mid-epoch checkpoint left no epoch behind"
+    );
 }
 
 /// Everything written is there after the store is dropped and opened again.

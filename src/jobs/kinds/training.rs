@@ -37,6 +37,13 @@ fn train(
     spec: &JobSpec,
 ) -> Result<TrainOutcome, EngineError> {
     let ctx: &RunContext<'_> = ctx;
+    // An ensemble whose own metrics are recorded has done its work (a restart came before
+    // its SUCCEEDED): its members' checkpoints are gone, its model is run 0's.
+    let evaluated =
+        ctx.events_matching(|k| matches!(k, EventKind::Epoch(e) if e.ensemble).then_some(()));
+    if !evaluated.is_empty() {
+        return Ok(TrainOutcome::Completed);
+    }
     let data = dataset(kinds, ctx)?;
     let resume = resume_point(&*kinds.store, ctx)?;
     let mut observer = TrainingObserver { ctx };
