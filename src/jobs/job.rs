@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use tokio::sync::watch;
 
+use super::checkpoints::CheckpointProgress;
 use super::persist::{Persist, Persister};
 use crate::data::Dataset;
 use crate::domain::{
@@ -77,6 +78,8 @@ pub(super) struct Job {
     /// Carries the number of durable events; watchers wait on it.
     log_len: watch::Sender<u64>,
     persister: Persister,
+    /// The checkpoints handed to the checkpoint thread, and those it has dealt with.
+    pub checkpoints: CheckpointProgress,
 }
 
 struct Inner {
@@ -223,6 +226,7 @@ impl Job {
             inner: Mutex::new(Inner::new(selection, dataset.labels.clone(), Some(dataset))),
             log_len: watch::channel(0).0,
             persister,
+            checkpoints: CheckpointProgress::default(),
         }
     }
 
@@ -249,6 +253,7 @@ impl Job {
             log_len: watch::channel(inner.durable).0,
             inner: Mutex::new(inner),
             persister,
+            checkpoints: CheckpointProgress::default(),
         }
     }
 

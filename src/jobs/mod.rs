@@ -5,6 +5,7 @@
 //! writer thread (`persist`); after a restart, jobs continue where they were. The async
 //! side only ever takes short locks here; training never waits for a watcher or a disk.
 
+mod checkpoints;
 mod datasets;
 mod job;
 mod kind;

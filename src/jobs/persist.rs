@@ -1,5 +1,7 @@
 //! The writer thread: persists events, run info and checkpoints in the order they were
-//! produced, off the training threads, then makes events visible to watchers. A watcher
+//! produced, off the training threads, then makes events visible to watchers. Checkpoints
+//! are written by the checkpoint thread (`checkpoints.rs`); an epoch's metrics event is
+//! committed only once its checkpoint is on disk, every other event without waiting. A watcher
 //! therefore only ever sees events that are already on disk: whatever a client was told
 //! survives a crash. A write that still fails after its retries (a full disk, a read-only
 //! file system) fails the jobs it was for (`Job::storage_failed`): nothing is shown or
@@ -8,6 +10,7 @@
 use std::sync::Arc;
 use std::sync::mpsc;
 
+use super::checkpoints::CheckpointWriter;
 use super::job::Job;
 use crate::domain::{Checkpoint, EventKind, JobEvent, RunId, RunInfo};
 use crate::store::{StateStore, StoreError, Write};
@@ -33,9 +36,10 @@ impl Persister {
     /// Starts the writer thread; it ends when the last `Persister` is dropped.
     pub fn spawn(store: Arc<dyn StateStore>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel();
+        let checkpoints = CheckpointWriter::spawn(store.clone())?;
         std::thread::Builder::new()
             .name("state-writer".into())
-            .spawn(move || run(&*store, &rx))?;
+            .spawn(move || run(&*store, &rx, &checkpoints))?;
         Ok(Self { tx })
     }
 
@@ -60,7 +64,7 @@ const ATTEMPTS: u32 = 5;
 /// Runs `write` until it succeeds, fails for a reason no retry mends (a conflict, an
 /// unknown job), or `ATTEMPTS` tries failed for one that may pass (a full disk may be
 /// freed, a lock released), waiting a little longer after each.
-fn retried<T>(
+pub(super) fn retried<T>(
     what: &str,
     mut write: impl FnMut() -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
@@ -134,7 +138,15 @@ fn commit<'a>(store: &dyn StateStore, batch: &'a [Persist]) -> Vec<&'a Arc<Job>>
     failed
 }
 
-fn run(store: &dyn StateStore, rx: &mpsc::Receiver<Persist>) {
+/// Fails the jobs whose checkpoints could not be written (here, between commits).
+fn fail_for_checkpoints(checkpoints: &CheckpointWriter) {
+    for (job, why) in checkpoints.take_failures() {
+        tracing::error!(job = %job.id, %why, "checkpoint not saved");
+        job.storage_failed(&why);
+    }
+}
+
+fn run(store: &dyn StateStore, rx: &mpsc::Receiver<Persist>, checkpoints: &CheckpointWriter) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -143,28 +155,37 @@ fn run(store: &dyn StateStore, rx: &mpsc::Receiver<Persist>) {
                 Err(_) => break,
             }
         }
+        fail_for_checkpoints(checkpoints);
         // What a job failed by the store still sends, from before its failure, is dropped.
         batch.retain(|p| match p {
             Persist::Event(job, _, generation) => job.writes_current(Some(*generation)),
             Persist::Checkpoint(job, ..) | Persist::Info(job, _) => job.writes_current(None),
             Persist::Flush(_) => true,
         });
-        // Checkpoints first: a checkpoint always precedes its epoch's metrics event, so
-        // the checkpoint of every recorded epoch exists. A checkpoint that cannot be
-        // written fails its job before any of its later events are committed.
-        for p in &batch {
-            if let Persist::Checkpoint(job, run, c) = p
-                && job.writes_current(None)
-                && let Err(e) = retried("checkpoint write", || {
-                    store.write_checkpoint(&job.id, *run, c)
-                })
-            {
-                job.storage_failed(&format!(
-                    "checkpoint of epoch {} of run {run} not written: {e}",
-                    c.epoch
-                ));
+        // Checkpoints go to the checkpoint thread, in order. A checkpoint always precedes
+        // its epoch's metrics event, so an epoch event waits until every checkpoint its
+        // job sent before it is dealt with: the checkpoint of every recorded epoch exists,
+        // and one that cannot be written has failed its job (whose later events are then
+        // dropped) before its epoch is recorded. Other events do not wait.
+        let mut barriers: Vec<(Arc<Job>, u64)> = Vec::new();
+        let mut rest = Vec::with_capacity(batch.len());
+        for p in batch {
+            match p {
+                Persist::Checkpoint(job, run, c) => checkpoints.write(job, run, c),
+                Persist::Event(job, e, g) => {
+                    if matches!(e.kind, EventKind::Epoch(_)) {
+                        barriers.push((job.clone(), job.checkpoints.queued()));
+                    }
+                    rest.push(Persist::Event(job, e, g));
+                }
+                other => rest.push(other),
             }
         }
+        for (job, n) in &barriers {
+            job.checkpoints.wait_for(*n);
+        }
+        fail_for_checkpoints(checkpoints);
+        let batch = rest;
         let failed = commit(store, &batch);
         let committed = |job: &Arc<Job>, generation: u64| {
             job.writes_current(Some(generation)) && !failed.iter().any(|f| Arc::ptr_eq(f, job))
@@ -209,6 +230,9 @@ fn run(store: &dyn StateStore, rx: &mpsc::Receiver<Persist>) {
                     }
                 }
                 Persist::Flush(done) => {
+                    // Everything sent before the flush, checkpoints included.
+                    checkpoints.flush();
+                    fail_for_checkpoints(checkpoints);
                     let _ = done.send(());
                 }
                 _ => {}
