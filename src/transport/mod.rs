@@ -11,7 +11,6 @@ mod watch;
 use std::future::Future;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::jobs::JobManager;
 
@@ -72,7 +71,12 @@ pub async fn serve(
         .add_service(trainer::service(jobs.clone()))
         .add_service(datasets::service(jobs.clone()))
         .add_service(modules::service(jobs))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            // TCP_NODELAY: without it, Nagle's algorithm holds a small frame written right
+            // after a large one until the client's delayed ACK (~40 ms on Linux).
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await?;
     Ok(())
 }
