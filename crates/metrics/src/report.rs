@@ -109,15 +109,23 @@ pub fn evaluate(labels: &[String], actual: &[usize], probs: &[f32], loss: f64) -
 
     let predicted = argmax_rows(probs, k);
     let counts = confusion_counts(k, actual, &predicted);
-    let mut per_class = class_metrics(labels, &counts);
-    set_one_vs_rest_aucs(&mut per_class, actual, probs);
+    let mut m = counted(labels, counts, loss, n);
+    set_one_vs_rest_aucs(&mut m.per_class, actual, probs);
+    m.roc_auc = overall_roc_auc(&m.per_class);
+    m
+}
 
+/// The metrics of confusion counts over `n` rows (rows left out of the counts count as
+/// incorrect), the probability-based ones left `None`.
+fn counted(labels: &[String], counts: Vec<u64>, loss: f64, n: usize) -> Metrics {
+    let k = labels.len();
+    let per_class = class_metrics(labels, &counts);
     Metrics {
         loss,
         accuracy: accuracy(k, &counts, n),
         macro_avg: macro_average(&per_class),
         weighted: weighted_average(&per_class),
-        roc_auc: overall_roc_auc(&per_class),
+        roc_auc: None,
         confusion_matrix: ConfusionMatrix {
             labels: labels.to_vec(),
             counts,
@@ -134,24 +142,9 @@ pub fn evaluate(labels: &[String], actual: &[usize], probs: &[f32], loss: f64) -
 /// left `None`. For outputs reduced where they were made (a training epoch's, on the
 /// device), without the scores themselves.
 pub fn evaluate_counts(labels: &[String], counts: Vec<u64>, loss: f64) -> Metrics {
-    let k = labels.len();
-    debug_assert_eq!(counts.len(), k * k, "k x k confusion counts");
+    debug_assert_eq!(counts.len(), labels.len().pow(2), "k x k confusion counts");
     let n = counts.iter().sum::<u64>() as usize;
-    let per_class = class_metrics(labels, &counts);
-    Metrics {
-        loss,
-        accuracy: accuracy(k, &counts, n),
-        macro_avg: macro_average(&per_class),
-        weighted: weighted_average(&per_class),
-        roc_auc: None,
-        confusion_matrix: ConfusionMatrix {
-            labels: labels.to_vec(),
-            counts,
-        },
-        per_class,
-        average_precision: None,
-        curves: Vec::new(),
-    }
+    counted(labels, counts, loss, n)
 }
 
 /// [`evaluate`] plus, per class, the one-vs-rest [`roc_curve`] and
