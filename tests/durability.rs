@@ -360,7 +360,7 @@ async fn ensemble_and_reference(
         kind: pb::EnsembleKind::BalancedBagging as i32,
         members: 3,
     });
-    let reference = train(c, s.clone()).await;
+    let reference = bounded("the uninterrupted ensemble", train(c, s.clone())).await;
     assert_eq!(statuses(&reference).last(), Some(&pb::JobStatus::Succeeded));
     (s, reference)
 }
