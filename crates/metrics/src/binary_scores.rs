@@ -56,14 +56,18 @@ pub(crate) struct ThresholdCounts {
 
 impl ThresholdCounts {
     pub(crate) fn new(scores: &[f64], positive: &[bool]) -> Self {
-        let mut pairs = canonical_pairs(scores, positive);
+        Self::of_pairs(&mut canonical_pairs(scores, positive))
+    }
+
+    /// The counts of `(canonical score, is_positive)` pairs; sorts `pairs` in place.
+    pub(crate) fn of_pairs(pairs: &mut [(f64, bool)]) -> Self {
         let mut out = ThresholdCounts {
             thresholds: Vec::new(),
             tps: Vec::new(),
             fps: Vec::new(),
         };
         let (mut tp, mut fp) = (0u64, 0u64);
-        for (score, dtp, dfp) in tie_groups(&mut pairs) {
+        for (score, dtp, dfp) in tie_groups(pairs) {
             tp += dtp;
             fp += dfp;
             out.thresholds.push(score);

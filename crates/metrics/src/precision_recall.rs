@@ -33,7 +33,11 @@ pub struct PrCurve {
 /// an average precision of 0), which is meaningless, so it is left out. Rows
 /// that are all positive give a well-defined curve (precision 1, AP 1).
 pub fn precision_recall_curve(scores: &[f64], positive: &[bool]) -> Option<PrCurve> {
-    let c = ThresholdCounts::new(scores, positive);
+    precision_recall_curve_of(&ThresholdCounts::new(scores, positive))
+}
+
+/// [`precision_recall_curve`] of counts already made.
+pub(crate) fn precision_recall_curve_of(c: &ThresholdCounts) -> Option<PrCurve> {
     let n_pos = c.n_pos();
     if n_pos == 0 {
         return None;

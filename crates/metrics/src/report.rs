@@ -2,15 +2,17 @@
 //! ROC scores, [`evaluate_with_curves`] adds the curves, and [`full_report`] gathers
 //! everything into an [`Evaluation`].
 
+use crate::binary_scores::{ThresholdCounts, canonical_score};
 use crate::classification::{
     accuracy, balanced_accuracy_of_counts, class_metrics, macro_average, mcc_of_counts,
     weighted_average,
 };
 use crate::confusion::{ConfusionMatrix, confusion_counts};
-use crate::curves::{PrCurve, RocCurve, ThresholdReport, precision_recall_curve, roc_curve};
-use crate::matrix::{argmax_rows, class_column, n_rows};
+use crate::curves::{PrCurve, RocCurve, ThresholdReport};
+use crate::matrix::{argmax_rows, class_scores, n_rows};
+use crate::precision_recall::precision_recall_curve_of;
 use crate::probability::{brier_score, log_loss};
-use crate::roc::{overall_roc_auc, set_one_vs_rest_aucs};
+use crate::roc::{overall_roc_auc, roc_auc_of, roc_curve_of, set_one_vs_rest_aucs};
 use crate::threshold::threshold_report;
 use crate::{Averages, ClassMetrics, mean};
 
@@ -147,8 +149,8 @@ pub fn evaluate_counts(labels: &[String], counts: Vec<u64>, loss: f64) -> Metric
     counted(labels, counts, loss, n)
 }
 
-/// [`evaluate`] plus, per class, the one-vs-rest [`roc_curve`] and
-/// [`precision_recall_curve`] of its probability column (`Metrics::curves`, not
+/// [`evaluate`] plus, per class, the one-vs-rest [`crate::curves::roc_curve`] and
+/// [`crate::curves::precision_recall_curve`] of its probability column (`Metrics::curves`, not
 /// downsampled), and their macro average precision (`Metrics::average_precision`: the
 /// mean over the classes whose PR curve is defined).
 pub fn evaluate_with_curves(
@@ -160,19 +162,26 @@ pub fn evaluate_with_curves(
     let k = labels.len();
     let n = n_rows(actual, probs, k);
     let (actual, probs) = (&actual[..n], &probs[..n * k]);
-    let mut metrics = evaluate(labels, actual, probs, loss);
+    let predicted = argmax_rows(probs, k);
+    let mut metrics = counted(labels, confusion_counts(k, actual, &predicted), loss, n);
+    // One sort per class serves its AUC and both of its curves.
+    let mut pairs: Vec<(f64, bool)> = Vec::with_capacity(n);
     metrics.curves = labels
         .iter()
         .enumerate()
         .map(|(c, label)| {
-            let (scores, positive) = class_column(actual, probs, k, c);
+            pairs.clear();
+            pairs.extend(class_scores(actual, probs, k, c).map(|(s, p)| (canonical_score(s), p)));
+            let counts = ThresholdCounts::of_pairs(&mut pairs);
+            metrics.per_class[c].roc_auc = roc_auc_of(&counts);
             ClassCurves {
                 label: label.clone(),
-                roc: roc_curve(&scores, &positive),
-                pr: precision_recall_curve(&scores, &positive),
+                roc: roc_curve_of(&counts),
+                pr: precision_recall_curve_of(&counts),
             }
         })
         .collect();
+    metrics.roc_auc = overall_roc_auc(&metrics.per_class);
     let aps: Vec<f64> = metrics
         .curves
         .iter()
@@ -186,7 +195,7 @@ pub fn evaluate_with_curves(
 ///
 /// * `labels`: class names, `k = labels.len()`; `actual`: true class per row;
 ///   `probs`: `n x k` row-major probabilities; `loss`: passed to [`Metrics::loss`].
-/// * `curves[c]`: [`roc_curve`] and [`precision_recall_curve`] of column `c`
+/// * `curves[c]`: [`crate::curves::roc_curve`] and [`crate::curves::precision_recall_curve`] of column `c`
 ///   against `actual == c` (every class, also for `k == 2`). Curves are not
 ///   downsampled; see [`Metrics::downsample_curves`].
 /// * `metrics.average_precision`:
@@ -245,8 +254,9 @@ mod tests {
     use super::*;
     use crate::curves::{
         DEFAULT_MAX_CURVE_POINTS, best_f1_threshold, brier_score, macro_average_precision,
-        threshold_for_recall,
+        precision_recall_curve, roc_curve, threshold_for_recall,
     };
+    use crate::matrix::class_column;
     use crate::test_support::{DOC_SCORES, assert_close, labels, named};
 
     /// One-hot-ish probability rows that make `argmax` equal `predicted`.
@@ -256,6 +266,31 @@ mod tests {
             probs[i * k + p] = 0.8;
         }
         probs
+    }
+
+    #[test]
+    fn curves_share_one_sort_and_change_nothing_evaluate_gives() {
+        // Scores quantised to 5 levels (many ties) over 4 classes, one of them absent.
+        let (n, k) = (200, 4);
+        let actual: Vec<usize> = (0..n).map(|i| (i * 7 % 11) % 3).collect();
+        let probs: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 13 % 17) % 5) as f32 / 4.0)
+            .collect();
+        let names = labels(k);
+        let with = evaluate_with_curves(&names, &actual, &probs, 0.5);
+        let plain = evaluate(&names, &actual, &probs, 0.5);
+        assert_eq!(with.per_class, plain.per_class);
+        assert_eq!(with.roc_auc, plain.roc_auc);
+        assert_eq!(with.confusion_matrix, plain.confusion_matrix);
+        for c in 0..k {
+            let (scores, positive) = class_column(&actual, &probs, k, c);
+            assert_eq!(with.curves[c].roc, roc_curve(&scores, &positive));
+            assert_eq!(
+                with.curves[c].pr,
+                precision_recall_curve(&scores, &positive)
+            );
+        }
+        assert!(with.curves[3].roc.is_none() && with.per_class[3].roc_auc.is_none());
     }
 
     #[test]

@@ -31,7 +31,11 @@ pub struct RocCurve {
 /// Returns `None` when there are no positive or no negative rows (including
 /// empty input): there scikit-learn returns NaN rates (or raises).
 pub fn roc_curve(scores: &[f64], positive: &[bool]) -> Option<RocCurve> {
-    let c = ThresholdCounts::new(scores, positive);
+    roc_curve_of(&ThresholdCounts::new(scores, positive))
+}
+
+/// [`roc_curve`] of counts already made.
+pub(crate) fn roc_curve_of(c: &ThresholdCounts) -> Option<RocCurve> {
     let (n_pos, n_neg) = (c.n_pos(), c.n_neg());
     if n_pos == 0 || n_neg == 0 {
         return None;
@@ -71,6 +75,23 @@ pub fn roc_curve(scores: &[f64], positive: &[bool]) -> Option<RocCurve> {
 /// in release only the common prefix is used.
 pub fn roc_auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
     auc_of_pairs(&mut canonical_pairs(scores, positive))
+}
+
+/// [`roc_auc`] of counts already made: the same exact integer area as
+/// [`auc_of_pairs`], walking the cumulative counts instead of the tie groups.
+pub(crate) fn roc_auc_of(c: &ThresholdCounts) -> Option<f64> {
+    let (n_pos, n_neg) = (c.n_pos(), c.n_neg());
+    if n_pos == 0 || n_neg == 0 {
+        return None;
+    }
+    let (mut tp, mut fp) = (0u64, 0u64);
+    let mut area2: u128 = 0;
+    for (&tp_new, &fp_new) in c.tps.iter().zip(&c.fps) {
+        area2 += u128::from(fp_new - fp) * u128::from(tp + tp_new);
+        (tp, fp) = (tp_new, fp_new);
+    }
+    let denom = 2 * u128::from(n_pos) * u128::from(n_neg);
+    Some(area2 as f64 / denom as f64)
 }
 
 /// AUC of `(canonical score, is_positive)` pairs; sorts `pairs` in place.
