@@ -23,6 +23,10 @@ pub struct ServeConfig {
     /// Address to listen on; port 0 picks a free port (the log says which).
     #[arg(long, env = "GRADSTREAM_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: String,
+    /// Address of the HTTP server beside gRPC (the browser dashboard, its JSON + SSE API,
+    /// /metrics); port 0 picks a free port (the log says which); `off` serves no HTTP.
+    #[arg(long, env = "GRADSTREAM_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub http_listen: String,
     /// CSV datasets named in job specs are read from under this directory.
     #[arg(long, env = "GRADSTREAM_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
@@ -61,6 +65,7 @@ impl ServeConfig {
     pub fn local(data_dir: PathBuf, state_dir: PathBuf) -> Self {
         Self {
             listen: "127.0.0.1:0".into(),
+            http_listen: "127.0.0.1:0".into(),
             data_dir,
             state_dir,
             max_concurrent_jobs: 1,
@@ -71,6 +76,12 @@ impl ServeConfig {
             torch_threads: 0,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE_SECS,
         }
+    }
+
+    /// The HTTP address to bind, or `None` when HTTP is off.
+    pub fn http_listen(&self) -> Option<&str> {
+        let addr = self.http_listen.trim();
+        (!addr.is_empty() && !addr.eq_ignore_ascii_case("off")).then_some(addr)
     }
 
     pub fn shutdown_grace(&self) -> Duration {
@@ -127,6 +138,7 @@ mod tests {
     fn defaults_load() {
         let c = Cli::try_parse_from(["gradstream"]).unwrap().serve;
         assert_eq!(c.listen, "127.0.0.1:50051");
+        assert_eq!(c.http_listen(), Some("127.0.0.1:8080"));
         assert_eq!(c.data_dir, PathBuf::from("data"));
         assert_eq!(c.max_concurrent_jobs, 1);
         assert_eq!(c.device, DeviceChoice::Auto);

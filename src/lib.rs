@@ -12,6 +12,7 @@ pub use gradstream_store as store;
 
 pub mod cli;
 pub mod config;
+pub mod http;
 pub mod jobs;
 pub mod server;
 pub mod transport;

@@ -5,21 +5,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::ServeConfig;
-use crate::engine;
 use crate::jobs::{JobManager, JobsConfig};
 use crate::store::Store;
 use crate::transport::{self, ServeError};
+use crate::{engine, http};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("{0}")]
     Device(String),
-    #[error("cannot listen on {addr}: {source}; pick another --listen address or port")]
+    #[error("cannot listen on {addr}: {source}; pick another {flag} address or port")]
     Bind {
+        flag: &'static str,
         addr: String,
         source: std::io::Error,
     },
@@ -36,6 +37,8 @@ pub enum StartError {
 /// A server running on the current tokio runtime.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// The HTTP server's address (dashboard, JSON + SSE API), unless HTTP is off.
+    pub http_addr: Option<SocketAddr>,
     pub jobs: JobManager,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServeError>>,
@@ -82,16 +85,11 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, StartError> {
             message: e.to_string(),
         })?,
     );
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.listen.clone(),
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.listen.clone(),
-        source,
-    })?;
+    let (listener, addr) = bind(&config.listen, "--listen").await?;
+    let http_listener = match config.http_listen() {
+        Some(http) => Some(bind(http, "--http-listen").await?),
+        None => None,
+    };
     let (jobs, recovered) = JobManager::open(
         JobsConfig {
             data_dir: config.data_dir.clone(),
@@ -116,6 +114,8 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, StartError> {
     }
     let (health, health_service) = tonic_health::server::health_reporter();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    // Fired once the jobs are stopped: the HTTP server then closes as the gRPC one does.
+    let (http_stop, http_stopped) = watch::channel(false);
     let grace = config.shutdown_grace();
     let drain_jobs = jobs.clone();
     let drain_health = health.clone();
@@ -129,6 +129,7 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, StartError> {
         if left > 0 {
             tracing::warn!(left, "jobs still running after the shutdown grace period");
         }
+        let _ = http_stop.send(true);
     };
     let task = tokio::spawn(transport::serve(
         listener,
@@ -137,6 +138,26 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, StartError> {
         health_service,
         shutdown,
     ));
+    let http_addr = match http_listener {
+        Some((listener, http_addr)) => {
+            let router = http::router(http::HttpState {
+                jobs: jobs.clone(),
+                shutdown: http_stopped.clone(),
+            });
+            let mut stopped = http_stopped;
+            tokio::spawn(async move {
+                let stop = async move {
+                    let _ = stopped.wait_for(|&s| s).await;
+                };
+                if let Err(e) = http::serve(listener, router, stop).await {
+                    tracing::error!(error = %e, "the HTTP server stopped");
+                }
+            });
+            tracing::info!("dashboard on http://{http_addr}/");
+            Some(http_addr)
+        }
+        None => None,
+    };
     tracing::info!(
         device = %engine::device_name(device),
         data_dir = %config.data_dir.display(),
@@ -146,8 +167,21 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, StartError> {
     );
     Ok(RunningServer {
         addr,
+        http_addr,
         jobs,
         stop: Some(stop_tx),
         task,
     })
+}
+
+/// Binds `addr` (the value of `flag`) and says where it is bound.
+async fn bind(addr: &str, flag: &'static str) -> Result<(TcpListener, SocketAddr), StartError> {
+    let error = |source| StartError::Bind {
+        flag,
+        addr: addr.to_string(),
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(error)?;
+    let bound = listener.local_addr().map_err(error)?;
+    Ok((listener, bound))
 }

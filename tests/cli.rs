@@ -266,7 +266,8 @@ fn serve_refuses_a_missing_cuda_device_or_a_busy_port_clearly() {
     let addr = busy.local_addr().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
-        .args(["serve", "--listen", &addr, "--device", "cpu", "--state-dir"])
+        .args(["serve", "--listen", &addr, "--http-listen", "127.0.0.1:0"])
+        .args(["--device", "cpu", "--state-dir"])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -278,6 +279,8 @@ fn serve_refuses_a_missing_cuda_device_or_a_busy_port_clearly() {
             .args([
                 "serve",
                 "--listen",
+                "127.0.0.1:0",
+                "--http-listen",
                 "127.0.0.1:0",
                 "--device",
                 "cuda",

@@ -296,6 +296,8 @@ async fn a_retried_submit_returns_the_same_job_even_after_a_restart() {
             "serve",
             "--listen",
             "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
             "--device",
             "cpu",
             "--state-dir",

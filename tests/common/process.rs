@@ -12,6 +12,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_gradstream");
 pub struct ServerProcess {
     child: Child,
     pub url: String,
+    /// The HTTP server's base URL (dashboard, JSON + SSE API), read from its log.
+    pub http_url: String,
     log: mpsc::Receiver<String>,
 }
 
@@ -45,6 +47,7 @@ impl ServerProcess {
     fn spawn(mut cmd: Command, data_dir: &Path, state_dir: &Path) -> Self {
         let mut child = cmd
             .env("GRADSTREAM_LISTEN", "127.0.0.1:0")
+            .env("GRADSTREAM_HTTP_LISTEN", "127.0.0.1:0")
             .env("GRADSTREAM_DATA_DIR", data_dir)
             .env("GRADSTREAM_STATE_DIR", state_dir)
             .env("GRADSTREAM_DEVICE", "cpu")
@@ -62,8 +65,13 @@ impl ServerProcess {
                 }
             }
         });
+        let mut http_url = String::new();
         let addr = loop {
             let line = log.recv().expect("server exited before listening");
+            if let Some(rest) = line.split("dashboard on ").nth(1) {
+                let url = rest.split_whitespace().next().unwrap();
+                http_url = url.trim_end_matches('/').to_string();
+            }
             if let Some(rest) = line.split("listening on ").nth(1) {
                 break rest.split_whitespace().next().unwrap().to_string();
             }
@@ -71,6 +79,7 @@ impl ServerProcess {
         Self {
             child,
             url: format!("http://{addr}"),
+            http_url,
             log,
         }
     }
