@@ -1,6 +1,7 @@
 //! Datasets: reading CSV files safely, generating synthetic data, the stratified split and
 //! normalization. Plain Rust: no tensors, no tokio.
 
+pub mod arrays;
 mod csv_file;
 mod csv_rules;
 pub mod imbalance;
@@ -54,6 +55,10 @@ pub enum DataError {
     /// A spec field is wrong (bad path, label column not found…).
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// An array file (NumPy, IDX) is malformed or holds a bad value; the message names the
+    /// file, the array and the index.
+    #[error(transparent)]
+    Array(#[from] arrays::ArrayError),
     /// The file itself is malformed; the message carries `file:line:column`.
     #[error("{file}:{line}:{column}: {message}")]
     Malformed {
