@@ -12,10 +12,19 @@ const PATH_FIELD: &str = "spec.dataset.csv.path";
 /// Resolves a client-supplied path under `data_dir`, refusing anything that would leave it:
 /// absolute paths, `..`, and symlinks pointing outside.
 pub fn resolve_data_path(data_dir: &Path, relative: &str) -> Result<PathBuf, SpecError> {
+    resolve_data_path_for(data_dir, relative, PATH_FIELD)
+}
+
+/// [`resolve_data_path`] for the spec field `field` (named in its errors).
+pub fn resolve_data_path_for(
+    data_dir: &Path,
+    relative: &str,
+    field: &str,
+) -> Result<PathBuf, SpecError> {
     let rel = Path::new(relative);
     if rel.is_absolute() {
         return Err(SpecError::new(
-            PATH_FIELD,
+            field,
             format!(
                 "'{relative}' is absolute; give a path relative to the server's data directory"
             ),
@@ -26,7 +35,7 @@ pub fn resolve_data_path(data_dir: &Path, relative: &str) -> Result<PathBuf, Spe
         .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
     {
         return Err(SpecError::new(
-            PATH_FIELD,
+            field,
             format!(
                 "'{relative}' leaves the data directory ('..' is not allowed); give a path inside it"
             ),
@@ -34,19 +43,19 @@ pub fn resolve_data_path(data_dir: &Path, relative: &str) -> Result<PathBuf, Spe
     }
     let root = data_dir.canonicalize().map_err(|e| {
         SpecError::new(
-            PATH_FIELD,
+            field,
             format!("the server's data directory {} is not readable ({e}); ask the operator to check --data-dir", data_dir.display()),
         )
     })?;
     let full = root.join(rel).canonicalize().map_err(|e| {
         SpecError::new(
-            PATH_FIELD,
+            field,
             format!("'{relative}' cannot be opened in the data directory ({e}); check the name"),
         )
     })?;
     if !full.starts_with(&root) {
         return Err(SpecError::new(
-            PATH_FIELD,
+            field,
             format!(
                 "'{relative}' is a link that leads outside the data directory; copy the file into it instead"
             ),
@@ -54,7 +63,7 @@ pub fn resolve_data_path(data_dir: &Path, relative: &str) -> Result<PathBuf, Spe
     }
     if !full.is_file() {
         return Err(SpecError::new(
-            PATH_FIELD,
+            field,
             format!("'{relative}' is not a regular file"),
         ));
     }

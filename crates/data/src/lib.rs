@@ -11,11 +11,11 @@ pub mod upload;
 
 use std::path::{Path, PathBuf};
 
-pub use csv_file::{load_csv, resolve_data_path};
+pub use csv_file::{load_csv, resolve_data_path, resolve_data_path_for};
 pub use split::{Normalizer, Split, stratified_split, train_counts};
 pub use synthetic::generate;
 
-use gradstream_domain::{DatasetSpec, SpecError};
+use gradstream_domain::{ArrayFormat, ArraysSpec, DatasetSpec, SpecError};
 
 /// A labelled table held in memory: `features` is row-major `rows x width`.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,10 +87,41 @@ pub fn load(
             let file = resolve_data_path(data_dir, path)?;
             load_csv(&file, path, label_column.as_deref())
         }
+        DatasetSpec::Arrays(a) => load_arrays(a, data_dir),
         DatasetSpec::Synthetic(s) => Ok(generate(s)?),
         DatasetSpec::Uploaded { id } => {
             let (file, label_column, name) = uploaded.locate(id)?;
             load_csv(&file, &name, Some(&label_column))
         }
     }
+}
+
+/// Reads labelled arrays named by `spec` under `data_dir` into memory.
+pub fn load_arrays(spec: &ArraysSpec, data_dir: &Path) -> Result<Dataset, DataError> {
+    let f = "spec.dataset.arrays";
+    let features =
+        resolve_data_path_for(data_dir, &spec.features_path, &format!("{f}.features_path"))?;
+    let shown = spec.features_path.as_str();
+    let arrays = match spec.format {
+        ArrayFormat::Npz => {
+            let (x, y) = spec.npz_arrays();
+            arrays::LabelledArrays::new(
+                arrays::open_npz_member(&features, shown, x)?,
+                arrays::open_npz_member(&features, shown, y)?,
+            )?
+        }
+        ArrayFormat::Npy | ArrayFormat::Idx => {
+            let labels =
+                resolve_data_path_for(data_dir, &spec.labels_path, &format!("{f}.labels_path"))?;
+            let open = match spec.format {
+                ArrayFormat::Idx => arrays::open_idx,
+                _ => arrays::open_npy,
+            };
+            arrays::LabelledArrays::new(
+                open(&features, shown, "features")?,
+                open(&labels, &spec.labels_path, "labels")?,
+            )?
+        }
+    };
+    Ok(arrays::load_labelled(arrays)?)
 }

@@ -37,27 +37,33 @@ pub fn export_format(v: i32) -> Result<ExportFormat, SpecError> {
     }
 }
 
-impl From<pb::evaluate_request::Data> for EvalData {
-    fn from(d: pb::evaluate_request::Data) -> Self {
+impl TryFrom<pb::evaluate_request::Data> for EvalData {
+    type Error = SpecError;
+
+    fn try_from(d: pb::evaluate_request::Data) -> Result<Self, SpecError> {
         use pb::evaluate_request::Data;
-        match d {
+        Ok(match d {
             Data::DatasetId(id) => EvalData::Dataset(DatasetSpec::Uploaded { id }),
             Data::Csv(c) => EvalData::Dataset(c.into()),
+            Data::Arrays(a) => EvalData::Dataset(DatasetSpec::Arrays(a.try_into().map_err(
+                |e: SpecError| SpecError::new(e.field.replace("spec.dataset.", ""), e.message),
+            )?)),
             Data::Rows(r) => {
                 EvalData::Rows(r.rows.into_iter().map(|r| (r.values, r.label)).collect())
             }
-        }
+        })
     }
 }
 
 /// An `EvaluateRequest`'s data, which is required.
 pub fn eval_data(d: Option<pb::evaluate_request::Data>) -> Result<EvalData, SpecError> {
-    d.map(EvalData::from).ok_or_else(|| {
+    d.ok_or_else(|| {
         SpecError::new(
             "data",
-            "is required: give dataset_id, csv or rows with labels",
+            "is required: give dataset_id, csv, arrays or rows with labels",
         )
-    })
+    })?
+    .try_into()
 }
 
 impl From<&Predictions> for pb::PredictResponse {

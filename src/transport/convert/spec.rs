@@ -7,9 +7,9 @@ use super::{
     DEFAULT_VALIDATION_FRACTION, enum_field,
 };
 use crate::domain::{
-    Activation, ClassWeighting, CnnSpec, ConvBlock, DatasetSpec, EarlyStopping, EnsembleSpec,
-    JobSpec, LossSpec, LrSchedule, MlpSpec, ModelSelection, ModelSpec, OptimizerSpec, Pool,
-    ResamplingMethod, ResamplingSpec, ScriptSpec, SpecError, SyntheticSpec,
+    Activation, ArrayFormat, ArraysSpec, ClassWeighting, CnnSpec, ConvBlock, DatasetSpec,
+    EarlyStopping, EnsembleSpec, JobSpec, LossSpec, LrSchedule, MlpSpec, ModelSelection, ModelSpec,
+    OptimizerSpec, Pool, ResamplingMethod, ResamplingSpec, ScriptSpec, SpecError, SyntheticSpec,
 };
 use crate::transport::pb;
 
@@ -232,11 +232,42 @@ impl TryFrom<pb::Dataset> for DatasetSpec {
             Some(Source::Csv(c)) => Ok(c.into()),
             Some(Source::Synthetic(s)) => Ok(DatasetSpec::Synthetic(s.into())),
             Some(Source::DatasetId(id)) => Ok(DatasetSpec::Uploaded { id }),
+            Some(Source::Arrays(a)) => Ok(DatasetSpec::Arrays(a.try_into()?)),
             None => Err(SpecError::new(
                 "spec.dataset",
-                "is required: set dataset.csv (a file under the server's data directory), dataset.dataset_id (an uploaded dataset) or dataset.synthetic",
+                "is required: set dataset.csv or dataset.arrays (files under the server's data directory), dataset.dataset_id (an uploaded dataset) or dataset.synthetic",
             )),
         }
+    }
+}
+
+/// The format is required: the files do not say which reader to use.
+impl TryFrom<pb::ArrayDataset> for ArraysSpec {
+    type Error = SpecError;
+
+    fn try_from(a: pb::ArrayDataset) -> Result<Self, SpecError> {
+        use pb::ArrayFormat as F;
+        let format = match F::try_from(a.format) {
+            Ok(F::Npy) => ArrayFormat::Npy,
+            Ok(F::Npz) => ArrayFormat::Npz,
+            Ok(F::Idx) => ArrayFormat::Idx,
+            Ok(F::Unspecified) | Err(_) => {
+                return Err(SpecError::new(
+                    "spec.dataset.arrays.format",
+                    format!(
+                        "{} is not an array format; use ARRAY_FORMAT_NPY, ARRAY_FORMAT_NPZ or ARRAY_FORMAT_IDX",
+                        a.format
+                    ),
+                ));
+            }
+        };
+        Ok(ArraysSpec {
+            format,
+            features_path: a.features_path,
+            labels_path: a.labels_path,
+            features_array: a.features_array,
+            labels_array: a.labels_array,
+        })
     }
 }
 
@@ -459,6 +490,17 @@ impl From<&DatasetSpec> for pb::Dataset {
                 label_column: label_column.clone().unwrap_or_default(),
             }),
             DatasetSpec::Uploaded { id } => Source::DatasetId(id.clone()),
+            DatasetSpec::Arrays(a) => Source::Arrays(pb::ArrayDataset {
+                format: match a.format {
+                    ArrayFormat::Npy => pb::ArrayFormat::Npy,
+                    ArrayFormat::Npz => pb::ArrayFormat::Npz,
+                    ArrayFormat::Idx => pb::ArrayFormat::Idx,
+                } as i32,
+                features_path: a.features_path.clone(),
+                labels_path: a.labels_path.clone(),
+                features_array: a.features_array.clone(),
+                labels_array: a.labels_array.clone(),
+            }),
             DatasetSpec::Synthetic(x) => Source::Synthetic(pb::SyntheticDataset {
                 samples: x.samples as u32,
                 features: x.features,

@@ -1,5 +1,5 @@
-//! Where a job's data comes from (`spec.dataset`): a CSV file, an upload or a synthetic
-//! dataset, and the checks on each.
+//! Where a job's data comes from (`spec.dataset`): a CSV file, labelled arrays (NumPy,
+//! IDX), an upload or a synthetic dataset, and the checks on each.
 
 use super::{SpecError, check, check_positive};
 
@@ -17,11 +17,93 @@ pub enum DatasetSpec {
         /// Header name of the label column; `None` = the last column.
         label_column: Option<String>,
     },
+    /// Labelled arrays in files relative to the server's data directory.
+    Arrays(ArraysSpec),
     Synthetic(SyntheticSpec),
     /// A dataset uploaded through the Datasets service.
     Uploaded {
         id: String,
     },
+}
+
+/// The file formats of labelled arrays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ArrayFormat {
+    /// A features `.npy` (`[N, ...]`) and a labels `.npy` (`[N]`).
+    Npy,
+    /// One `.npz` holding both arrays.
+    Npz,
+    /// An IDX images file and an IDX labels file (the MNIST format).
+    Idx,
+}
+
+/// Features and labels as arrays: `features` `[N, ...]` (a table `[N, F]`, or images
+/// `[N, H, W]` / `[N, C, H, W]`, flattened row-major per row), labels `[N]` of integer
+/// class ids.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ArraysSpec {
+    pub format: ArrayFormat,
+    /// The features (`Npy`), images (`Idx`) or archive (`Npz`) file.
+    pub features_path: String,
+    /// The labels file; empty for `Npz`, whose archive holds them.
+    pub labels_path: String,
+    /// `Npz` only: the archive's arrays (`features`, `labels` when empty).
+    pub features_array: String,
+    pub labels_array: String,
+}
+
+impl ArraysSpec {
+    /// The `.npz` member names, defaults filled in.
+    pub fn npz_arrays(&self) -> (&str, &str) {
+        fn or<'a>(name: &'a str, default: &'static str) -> &'a str {
+            if name.trim().is_empty() {
+                default
+            } else {
+                name
+            }
+        }
+        (
+            or(&self.features_array, "features"),
+            or(&self.labels_array, "labels"),
+        )
+    }
+
+    fn validate(&self) -> Result<(), SpecError> {
+        let f = "spec.dataset.arrays";
+        check(
+            !self.features_path.trim().is_empty(),
+            &format!("{f}.features_path"),
+            || {
+                "is empty; give the features (or .npz) file's path relative to the server's data directory".into()
+            },
+        )?;
+        match self.format {
+            ArrayFormat::Npz => check(
+                self.labels_path.is_empty(),
+                &format!("{f}.labels_path"),
+                || {
+                    "must be empty for NPZ: the labels are an array of the .npz (labels_array)"
+                        .into()
+                },
+            ),
+            ArrayFormat::Npy | ArrayFormat::Idx => {
+                check(
+                    !self.labels_path.trim().is_empty(),
+                    &format!("{f}.labels_path"),
+                    || {
+                        "is empty; give the labels file's path relative to the server's data directory".into()
+                    },
+                )?;
+                check(
+                    self.features_array.is_empty() && self.labels_array.is_empty(),
+                    &format!("{f}.features_array"),
+                    || {
+                        "names .npz members; leave features_array and labels_array empty for NPY and IDX".into()
+                    },
+                )
+            }
+        }
+    }
 }
 
 /// Gaussian clusters, one per class.
@@ -52,6 +134,7 @@ impl DatasetSpec {
                         .into()
                 })
             }
+            DatasetSpec::Arrays(a) => a.validate(),
             DatasetSpec::Synthetic(s) => s.validate(),
         }
     }

@@ -8,7 +8,7 @@ mod optimizer;
 mod schedule;
 mod selection;
 
-pub use dataset::{DatasetSpec, SyntheticSpec};
+pub use dataset::{ArrayFormat, ArraysSpec, DatasetSpec, SyntheticSpec};
 pub use imbalance::{
     ClassWeighting, EnsembleSpec, LossSpec, MAX_ENSEMBLE_MEMBERS, ResamplingMethod, ResamplingSpec,
 };
