@@ -12,7 +12,7 @@ pub mod upload;
 use std::path::{Path, PathBuf};
 
 pub use csv_file::{load_csv, resolve_data_path, resolve_data_path_for};
-pub use split::{Normalizer, Split, stratified_split, train_counts};
+pub use split::{HeldOut, Normalizer, Split, stratified_split, train_counts};
 pub use synthetic::generate;
 
 use gradstream_domain::{ArrayFormat, ArraysSpec, DatasetSpec, SpecError};

@@ -30,25 +30,60 @@ pub fn train_counts(class_counts: &[usize], fraction: f64) -> Vec<usize> {
 /// Holds out about `fraction` of every class for validation, keeping at least one sample
 /// of each class in training.
 pub fn stratified_split(data: &Dataset, fraction: f64, seed: u64) -> Split {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); data.labels.len()];
-    for (i, &t) in data.targets.iter().enumerate() {
-        by_class[t].push(i);
-    }
+    let mask = HeldOut::new(&data.class_counts(), fraction, seed);
+    let mut seen = vec![0usize; data.labels.len()];
     let mut split = Split {
         train: Vec::with_capacity(data.rows()),
         validation: Vec::new(),
     };
-    for mut rows in by_class {
-        rows.shuffle(&mut rng);
-        let n = rows.len();
-        let held = held_out(n, fraction);
-        split.validation.extend_from_slice(&rows[..held]);
-        split.train.extend_from_slice(&rows[held..]);
+    for (i, &t) in data.targets.iter().enumerate() {
+        let held = mask.is_held_out(t, seen[t]);
+        seen[t] += 1;
+        if held {
+            &mut split.validation
+        } else {
+            &mut split.train
+        }
+        .push(i);
     }
-    split.train.sort_unstable();
-    split.validation.sort_unstable();
     split
+}
+
+/// Which rows of each class the stratified split holds out, from the class counts alone:
+/// the `k`-th row of class `c` (in storage order) is a validation row when
+/// `is_held_out(c, k)`. So a split can be made while the rows stream past, in one pass,
+/// and it is the same split as [`stratified_split`] of the same rows in memory. One bit
+/// per row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldOut {
+    /// Per class, a bit per ordinal.
+    bits: Vec<Vec<u64>>,
+}
+
+impl HeldOut {
+    /// For each class in class order, the class's ordinals are shuffled by one generator
+    /// seeded with `seed`, and the first `round(n * fraction)` (at most `n - 1`) are held out.
+    pub fn new(class_counts: &[usize], fraction: f64, seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let bits = class_counts
+            .iter()
+            .map(|&n| {
+                let mut ordinals: Vec<u32> = (0..n as u32).collect();
+                ordinals.shuffle(&mut rng);
+                let mut words = vec![0u64; n.div_ceil(64)];
+                for &k in &ordinals[..held_out(n, fraction)] {
+                    words[k as usize / 64] |= 1 << (k % 64);
+                }
+                words
+            })
+            .collect();
+        Self { bits }
+    }
+
+    /// Whether the `ordinal`-th row of `class` is a validation row.
+    pub fn is_held_out(&self, class: usize, ordinal: usize) -> bool {
+        self.bits[class][ordinal / 64] & (1 << (ordinal % 64)) != 0
+    }
 }
 
 /// Per-feature mean and standard deviation of the training rows; applied to every split.
@@ -136,6 +171,42 @@ mod tests {
         let mut all: Vec<usize> = s.train.iter().chain(&s.validation).copied().collect();
         all.sort_unstable();
         assert_eq!(all, (0..100).collect::<Vec<_>>());
+    }
+
+    /// The split as it was made before [`HeldOut`]: each class's row list shuffled by one
+    /// generator, the first `held_out` of it validated. Jobs recorded then resume with the
+    /// same split.
+    fn shuffled_row_lists(data: &Dataset, fraction: f64, seed: u64) -> Split {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); data.labels.len()];
+        for (i, &t) in data.targets.iter().enumerate() {
+            by_class[t].push(i);
+        }
+        let (mut train, mut validation) = (Vec::new(), Vec::new());
+        for mut rows in by_class {
+            rows.shuffle(&mut rng);
+            let held = held_out(rows.len(), fraction);
+            validation.extend_from_slice(&rows[..held]);
+            train.extend_from_slice(&rows[held..]);
+        }
+        train.sort_unstable();
+        validation.sort_unstable();
+        Split { train, validation }
+    }
+
+    #[test]
+    fn held_out_bits_give_the_split_of_the_shuffled_row_lists() {
+        let mut d = data(&[130, 7, 64, 1, 0, 300]);
+        // Interleave the classes so that ordinals differ from row indices.
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        d.targets.shuffle(&mut rng);
+        for (fraction, seed) in [(0.2, 1), (0.5, 99), (0.0, 3), (0.89, 12345)] {
+            assert_eq!(
+                stratified_split(&d, fraction, seed),
+                shuffled_row_lists(&d, fraction, seed),
+                "fraction {fraction}, seed {seed}"
+            );
+        }
     }
 
     #[test]
