@@ -5,6 +5,7 @@ pub mod arrays;
 mod csv_file;
 mod csv_rules;
 pub mod imbalance;
+pub mod shards;
 mod split;
 mod synthetic;
 pub mod upload;
@@ -59,6 +60,9 @@ pub enum DataError {
     /// file, the array and the index.
     #[error(transparent)]
     Array(#[from] arrays::ArrayError),
+    /// The server's stored copy of a dataset cannot be written or read.
+    #[error("stored dataset {path}: {message}")]
+    Stored { path: String, message: String },
     /// The file itself is malformed; the message carries `file:line:column`.
     #[error("{file}:{line}:{column}: {message}")]
     Malformed {

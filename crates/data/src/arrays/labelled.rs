@@ -157,7 +157,7 @@ pub fn load_labelled(mut arrays: LabelledArrays) -> Result<Dataset, ArrayError> 
 }
 
 /// `x[i]` for a flat row, `x[c,h,w]` for a shaped one.
-fn feature_name(shape: &[usize], i: usize) -> String {
+pub(crate) fn feature_name(shape: &[usize], i: usize) -> String {
     if shape.len() <= 1 {
         return format!("x[{i}]");
     }

@@ -14,7 +14,10 @@ mod npy;
 
 pub use dtype::{ByteOrder, ElementType};
 pub use idx::open_idx;
+pub(crate) use labelled::feature_name;
 pub use labelled::{LabelledArrays, load_labelled};
+#[cfg(test)]
+pub(crate) use npy::tests::npy_bytes as npy_test_bytes;
 pub use npy::{open_npy, open_npz_member};
 
 use std::io::Read;
