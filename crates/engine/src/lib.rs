@@ -18,6 +18,7 @@ mod optim;
 pub mod schedule;
 pub mod script;
 mod step_losses;
+mod streaming;
 mod training_loop;
 mod training_state;
 mod window;
@@ -33,6 +34,7 @@ pub use loader::{Batch, BatchLoader, InMemoryLoader, ResamplingLoader};
 pub use lr_finder::find_learning_rate;
 pub use model::{Mlp, Network, TorchLayer};
 pub use optim::{AdaDelta, Optimizer};
+pub use streaming::{StreamingLoader, StreamingOptions};
 use training_loop::TrainingLoop;
 
 use gradstream_data::{Dataset, Normalizer, imbalance, stratified_split};

@@ -1,5 +1,5 @@
-//! How batches reach the training loop. The loop sees only [`BatchLoader`]: an in-memory
-//! loader today, a streaming one for data larger than memory later, without touching it.
+//! How batches reach the training loop. The loop sees only [`BatchLoader`]: the in-memory
+//! loaders here, and the streaming one of a stored dataset ([`crate::StreamingLoader`]).
 
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -27,6 +27,11 @@ pub trait BatchLoader {
     }
     /// The batches of one epoch (1-based), in training order.
     fn epoch(&mut self, epoch: u32) -> Box<dyn Iterator<Item = Batch> + '_>;
+    /// Why the last epoch's batches ended before the epoch did, if they did (a loader
+    /// that reads files can fail); the training loop fails the job with it.
+    fn take_error(&mut self) -> Option<EngineError> {
+        None
+    }
 }
 
 /// Holds the split on the device; shuffles each epoch with a seeded generator.

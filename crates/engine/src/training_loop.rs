@@ -202,6 +202,9 @@ impl<'a> TrainingLoop<'a> {
             }
             self.step(&mut e, i as u32 + 1, batch)?;
         }
+        if let Some(error) = loader.take_error() {
+            return Err(error);
+        }
         self.end_epoch(e)
     }
 
