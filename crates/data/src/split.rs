@@ -111,16 +111,29 @@ impl Normalizer {
                 *s += (*v as f64 - m).powi(2);
             }
         }
-        let std = var
-            .iter()
-            .map(|s| {
-                let sd = (s / n).sqrt();
-                if sd > 1e-12 { sd as f32 } else { 1.0 }
-            })
-            .collect();
+        var.iter_mut().for_each(|s| *s /= n);
+        Self::from_moments(&mean, &var)
+    }
+
+    /// From per-feature means and population variances (a constant feature, std below
+    /// 1e-12, gets std 1 so that it normalizes to 0).
+    pub fn from_moments(mean: &[f64], variance: &[f64]) -> Self {
         Self {
-            mean: mean.into_iter().map(|m| m as f32).collect(),
-            std,
+            mean: mean.iter().map(|&m| m as f32).collect(),
+            std: variance
+                .iter()
+                .map(|v| {
+                    let sd = v.sqrt();
+                    if sd > 1e-12 { sd as f32 } else { 1.0 }
+                })
+                .collect(),
+        }
+    }
+
+    /// Normalizes one row in place.
+    pub fn apply_row(&self, row: &mut [f32]) {
+        for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
+            *v = (*v - m) / s;
         }
     }
 

@@ -18,6 +18,7 @@ mod optim;
 pub mod schedule;
 pub mod script;
 mod step_losses;
+mod stored;
 mod streaming;
 mod training_loop;
 mod training_state;
@@ -34,6 +35,7 @@ pub use loader::{Batch, BatchLoader, InMemoryLoader, ResamplingLoader};
 pub use lr_finder::find_learning_rate;
 pub use model::{Mlp, Network, TorchLayer};
 pub use optim::{AdaDelta, Optimizer};
+pub use stored::train_stored;
 pub use streaming::{StreamingLoader, StreamingOptions};
 use training_loop::TrainingLoop;
 
@@ -169,7 +171,6 @@ pub fn train(
         train_counts,
         class_weights,
     } = prepare(spec, data);
-    let k = data.labels.len();
     let planned = imbalance::planned_counts(spec, &train_counts)
         .map_err(|e| EngineError::Internal(e.to_string()))?;
     let validation = (!split.validation.is_empty()).then(|| EvalSet {
@@ -178,23 +179,17 @@ pub fn train(
             .to_device(device),
         targets: split.validation.iter().map(|&r| data.targets[r]).collect(),
     });
-    let samples: usize = planned.iter().sum();
-    observer.started(RunInfo {
-        parameter_count: spec.total_parameter_count(data.width as u64, k as u64),
-        labels: data.labels.clone(),
-        train_samples: samples as u64,
-        validation_samples: validation.as_ref().map_or(0, |v| v.targets.len() as u64),
-        iterations_per_epoch: samples.div_ceil(spec.batch_size as usize) as u32,
-        device: device_name(device),
-        features: FeatureInfo {
-            names: data.feature_names.clone(),
-            mean: norm.mean.clone(),
-            std: norm.std.clone(),
-        },
-        class_weights: class_weights.clone(),
-        train_class_counts: train_counts.iter().map(|&c| c as u64).collect(),
-        resampled_class_counts: planned.iter().map(|&c| c as u64).collect(),
-    });
+    observer.started(run_info(
+        spec,
+        &data.labels,
+        &data.feature_names,
+        &norm,
+        &class_weights,
+        &train_counts,
+        &planned,
+        validation.as_ref().map_or(0, |v| v.targets.len()),
+        device,
+    ));
     let run = Run {
         spec,
         labels: &data.labels,
@@ -245,6 +240,39 @@ pub fn train(
         resume,
     )
     .map(|t| t.outcome)
+}
+
+/// What a job reports when its training starts.
+#[allow(clippy::too_many_arguments)]
+fn run_info(
+    spec: &JobSpec,
+    labels: &[String],
+    feature_names: &[String],
+    norm: &Normalizer,
+    class_weights: &[f64],
+    train_counts: &[usize],
+    planned: &[usize],
+    validation_samples: usize,
+    device: Device,
+) -> RunInfo {
+    let samples: usize = planned.iter().sum();
+    let width = feature_names.len() as u64;
+    RunInfo {
+        parameter_count: spec.total_parameter_count(width, labels.len() as u64),
+        labels: labels.to_vec(),
+        train_samples: samples as u64,
+        validation_samples: validation_samples as u64,
+        iterations_per_epoch: samples.div_ceil(spec.batch_size as usize) as u32,
+        device: device_name(device),
+        features: FeatureInfo {
+            names: feature_names.to_vec(),
+            mean: norm.mean.clone(),
+            std: norm.std.clone(),
+        },
+        class_weights: class_weights.to_vec(),
+        train_class_counts: train_counts.iter().map(|&c| c as u64).collect(),
+        resampled_class_counts: planned.iter().map(|&c| c as u64).collect(),
+    }
 }
 
 /// What every run of a spec starts from: the split, the normalizer fitted on the training

@@ -249,7 +249,7 @@ impl Producer {
                 if self.held_out.is_held_out(class, k) {
                     continue;
                 }
-                self.normalize(&mut row);
+                self.normalizer.apply_row(&mut row);
                 if buffer.len() < cap {
                     buffer.push(&row, class);
                     self.held.add(1);
@@ -295,13 +295,6 @@ impl Producer {
             Prepared::with_capacity(self.options.batch_size, width),
         );
         tx.send(Ok(full)).is_ok()
-    }
-
-    fn normalize(&self, row: &mut [f32]) {
-        let n = &self.normalizer;
-        for ((v, m), s) in row.iter_mut().zip(&n.mean).zip(&n.std) {
-            *v = (*v - m) / s;
-        }
     }
 }
 

@@ -36,7 +36,8 @@ pub fn open_npz_member(path: &Path, shown: &str, name: &str) -> Result<ArrayRead
     })?;
     let member = format!("{name}.npy");
     if !archive.file_names().any(|n| n == member) {
-        let names: Vec<&str> = archive.file_names().collect();
+        let mut names: Vec<&str> = archive.file_names().collect();
+        names.sort_unstable();
         return Err(file_error(
             shown,
             format!(
