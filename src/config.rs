@@ -16,6 +16,7 @@ pub enum LogFormat {
 pub const DEFAULT_MAX_DATASET_BYTES: u64 = 1 << 30;
 pub const DEFAULT_MAX_MODEL_BYTES: u64 = 256 << 20;
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
+pub const DEFAULT_MAX_IN_MEMORY_DATASET_BYTES: u64 = 512 << 20;
 
 /// `gradstream serve` settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -46,6 +47,10 @@ pub struct ServeConfig {
     /// Largest dataset upload accepted, in bytes (default 1 GiB).
     #[arg(long, env = "GRADSTREAM_MAX_DATASET_BYTES", default_value_t = DEFAULT_MAX_DATASET_BYTES)]
     pub max_dataset_bytes: u64,
+    /// A stored dataset (NumPy, IDX) whose features take more bytes than this is streamed
+    /// from its shards with bounded memory instead of loaded (default 512 MiB).
+    #[arg(long, env = "GRADSTREAM_MAX_IN_MEMORY_DATASET_BYTES", default_value_t = DEFAULT_MAX_IN_MEMORY_DATASET_BYTES)]
+    pub max_in_memory_dataset_bytes: u64,
     /// Largest TorchScript model upload accepted, in bytes (default 256 MiB).
     #[arg(long, env = "GRADSTREAM_MAX_MODEL_BYTES", default_value_t = DEFAULT_MAX_MODEL_BYTES)]
     pub max_model_bytes: u64,
@@ -73,6 +78,7 @@ impl ServeConfig {
             log_format: LogFormat::Text,
             max_dataset_bytes: DEFAULT_MAX_DATASET_BYTES,
             max_model_bytes: DEFAULT_MAX_MODEL_BYTES,
+            max_in_memory_dataset_bytes: DEFAULT_MAX_IN_MEMORY_DATASET_BYTES,
             torch_threads: 0,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE_SECS,
         }

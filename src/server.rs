@@ -97,6 +97,8 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, StartError> {
             max_concurrent_jobs: usize::from(config.max_concurrent_jobs),
             max_dataset_bytes: config.max_dataset_bytes,
             max_model_bytes: config.max_model_bytes,
+            datasets_dir: config.state_dir.join("datasets"),
+            max_in_memory_dataset_bytes: config.max_in_memory_dataset_bytes,
         },
         store,
     )

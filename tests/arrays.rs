@@ -33,6 +33,22 @@ fn final_validation(events: &[pb::JobEvent]) -> pb::Metrics {
         .expect("a validation split")
 }
 
+/// The table's final validation metrics, checked: its three classes by id, a quarter of
+/// its 300 rows validated, and its well-separated clusters learned (which they are only if
+/// features and labels were read in step).
+fn learned_the_table(events: &[pb::JobEvent]) -> pb::Metrics {
+    let v = final_validation(events);
+    let cm = v.confusion_matrix.clone().unwrap();
+    assert_eq!(cm.labels, vec!["0", "5", "9"]);
+    assert_eq!(
+        cm.counts.iter().sum::<u64>(),
+        75,
+        "a quarter of 300 rows validated"
+    );
+    assert!(v.accuracy > 0.9, "validation accuracy {}", v.accuracy);
+    v
+}
+
 async fn server_with_arrays() -> TestServer {
     let ts = TestServer::start(1).await;
     run_reference("write_arrays.py", &[ts.data_path()]);
@@ -52,16 +68,7 @@ async fn numpy_tables_train_with_their_class_ids_as_classes() {
         pb::JobStatus::Succeeded as i32,
         "{events:?}"
     );
-    let v = final_validation(&events);
-    let cm = v.confusion_matrix.unwrap();
-    assert_eq!(cm.labels, vec!["0", "5", "9"]);
-    assert_eq!(
-        cm.counts.iter().sum::<u64>(),
-        75,
-        "a quarter of 300 rows validated"
-    );
-    // Features and labels are read in step: well-separated clusters are learned.
-    assert!(v.accuracy > 0.9, "validation accuracy {}", v.accuracy);
+    let v = learned_the_table(&events);
 
     // The same data as one compressed .npz, float64 features, arrays named by the user.
     s.dataset = Some(pb::Dataset {
@@ -232,4 +239,66 @@ async fn malformed_arrays_fail_naming_the_file_array_and_index() {
             );
         }
     }
+}
+
+/// Statuses with their messages, in order.
+fn statuses(events: &[pb::JobEvent]) -> Vec<(i32, String)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(pb::job_event::Kind::Status(s)) => Some((s.status, s.message.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_dataset_larger_than_memory_allows_is_streamed_from_its_stored_copy() {
+    // 300 rows x 4 features = 4,800 bytes: above a 1 KiB limit, so streamed.
+    let ts = TestServer::start_with(|c| c.max_in_memory_dataset_bytes = 1024).await;
+    run_reference("write_arrays.py", &[ts.data_path()]);
+    let mut c = ts.client().await;
+    let mut s = spec(0, 0, 8);
+    s.dataset = arrays(pb::ArrayFormat::Npy, "table-x.npy", "table-y.npy");
+    s.validation_fraction = Some(0.25);
+    s.shuffle_buffer = Some(32);
+    let job = c.submit_job(request(s.clone())).await.unwrap().into_inner();
+    // The job reads only the server's stored copy: the source files can go.
+    for f in ["table-x.npy", "table-y.npy"] {
+        std::fs::remove_file(ts.data_path().join(f)).unwrap();
+    }
+    let events = bounded("the streamed job", common::watch(&mut c, &job.id, 0)).await;
+    let st = statuses(&events);
+    assert_eq!(
+        st.last().unwrap().0,
+        pb::JobStatus::Succeeded as i32,
+        "{st:?}"
+    );
+    assert!(
+        st.iter()
+            .any(|(_, m)| m.contains("streaming 300 rows") && m.contains("shuffle buffer 32 rows")),
+        "the RUNNING message says the job streams: {st:?}"
+    );
+    learned_the_table(&events);
+    // The spec says which stored copy it trained on.
+    let got = common::get_job(&mut c, &job.id).await;
+    match got.spec.and_then(|s| s.dataset).and_then(|d| d.source) {
+        Some(pb::dataset::Source::Arrays(a)) => assert_eq!(a.stored.len(), 64, "{a:?}"),
+        other => panic!("{other:?}"),
+    }
+
+    // What needs every training row at once is refused, naming the field.
+    run_reference("write_arrays.py", &[ts.data_path()]);
+    let mut r = s.clone();
+    r.resampling = Some(pb::Resampling {
+        method: pb::ResamplingMethod::RandomOversample as i32,
+        ..Default::default()
+    });
+    let err = c.submit_job(request(r)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("spec.resampling")
+            && err.message().contains("--max-in-memory-dataset-bytes"),
+        "{err:?}"
+    );
 }

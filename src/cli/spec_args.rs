@@ -375,6 +375,7 @@ impl SpecArgs {
                 }),
                 lr_schedule: self.lr_schedule(),
                 layer_diagnostics: Some(!self.no_diagnostics),
+                shuffle_buffer: None,
                 gradient_clip_norm: self.clip_norm,
                 early_stopping: self.patience.map(|patience| pb::EarlyStopping {
                     patience,

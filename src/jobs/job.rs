@@ -212,7 +212,8 @@ impl Job {
         request_id: Option<String>,
         kind: JobKind,
         spec: JobSpec,
-        dataset: Dataset,
+        dataset: Option<Dataset>,
+        labels: Vec<String>,
         persister: Persister,
     ) -> Self {
         let selection = spec.best_model_metric;
@@ -223,7 +224,7 @@ impl Job {
             spec,
             created: SystemTime::now(),
             cancel: AtomicBool::new(false),
-            inner: Mutex::new(Inner::new(selection, dataset.labels.clone(), Some(dataset))),
+            inner: Mutex::new(Inner::new(selection, labels, dataset)),
             log_len: watch::channel(0).0,
             persister,
             checkpoints: CheckpointProgress::default(),

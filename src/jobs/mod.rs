@@ -15,6 +15,7 @@ mod persist;
 mod scheduler;
 #[cfg(test)]
 mod scheduler_tests;
+mod stored_datasets;
 mod trained_models;
 
 use std::path::PathBuf;
@@ -50,6 +51,11 @@ pub struct JobsConfig {
     pub max_dataset_bytes: u64,
     /// Largest TorchScript model upload accepted, in bytes.
     pub max_model_bytes: u64,
+    /// Where stored copies of datasets live (`<state>/datasets`).
+    pub datasets_dir: PathBuf,
+    /// A stored dataset whose features take more bytes than this is streamed from its
+    /// shards instead of loaded into memory.
+    pub max_in_memory_dataset_bytes: u64,
 }
 
 /// What the job manager refuses, and why.
@@ -227,7 +233,14 @@ impl JobManager {
         if !self.shared.scheduler.accepting() {
             return Err(JobError::ShuttingDown);
         }
-        let dataset = self.checked_dataset(&mut spec)?;
+        let (dataset, labels) = self.checked_dataset(&mut spec)?;
+        if dataset.is_none() && matches!(kind, JobKind::RangeTest(_)) {
+            return Err(SpecError::new(
+                "spec.dataset",
+                "a learning-rate range test reads its dataset in memory, and this one is streamed (larger than --max-in-memory-dataset-bytes); run the test on a sample of it",
+            )
+            .into());
+        }
         let store = &self.shared.store;
         let added = self.shared.scheduler.add(request_id.as_deref(), || {
             // An upload deleted while this submit was reading it.
@@ -247,6 +260,7 @@ impl JobManager {
                 kind,
                 spec.clone(),
                 dataset,
+                labels.clone(),
                 self.shared.scheduler.persister().clone(),
             ));
             // The job row is committed before the client hears of the job.
@@ -266,34 +280,58 @@ impl JobManager {
         }
     }
 
-    /// Reads the spec's dataset and runs every check that needs it.
+    /// Reads the spec's dataset and runs every check that needs it: the rows in memory, or
+    /// `None` for a stored dataset too large for memory, which the job streams.
     /// For a TorchScript model, this also resolves the uploaded module and tries it on the
     /// data (filling in what the spec derives from it).
-    fn checked_dataset(&self, spec: &mut JobSpec) -> Result<data::Dataset, JobError> {
+    fn checked_dataset(
+        &self,
+        spec: &mut JobSpec,
+    ) -> Result<(Option<data::Dataset>, Vec<String>), JobError> {
         self.resolve_model(spec)?;
-        let dataset = data::load(
-            &spec.dataset,
-            &self.shared.config.data_dir,
-            &*self.shared.store,
-        )?;
-        if dataset.labels.len() < 2 {
+        let config = &self.shared.config;
+        let (dataset, shape) = match &mut spec.dataset {
+            DatasetSpec::Arrays(arrays) => {
+                let (fingerprint, stored) =
+                    stored_datasets::store_arrays(arrays, &config.data_dir, &config.datasets_dir)?;
+                arrays.stored = Some(fingerprint);
+                let m = &stored.manifest;
+                let counts = m.class_counts.iter().map(|&n| n as usize).collect();
+                let shape = (m.labels.clone(), m.width, counts);
+                if stored_datasets::fits_in_memory(&stored, config.max_in_memory_dataset_bytes) {
+                    (Some(stored.load()?), shape)
+                } else {
+                    (None, shape)
+                }
+            }
+            other => {
+                let d = data::load(other, &config.data_dir, &*self.shared.store)?;
+                let shape = (d.labels.clone(), d.width, d.class_counts());
+                (Some(d), shape)
+            }
+        };
+        let (labels, width, class_counts) = shape;
+        if labels.len() < 2 {
             return Err(SpecError::new(
                 "spec.dataset",
                 format!(
                     "the dataset has only one class ('{}'); a classifier needs at least 2 distinct labels",
-                    dataset.labels.join("")
+                    labels.join("")
                 ),
             )
             .into());
         }
-        spec.validate_class_weights(Some(&dataset.labels))?;
-        spec.validate_inputs(dataset.width as u64)?;
-        module_uploads::fit_model(spec, dataset.width, dataset.labels.len())?;
-        spec.validate_model_size(dataset.width as u64, dataset.labels.len() as u64)?;
-        let train_counts = data::train_counts(&dataset.class_counts(), spec.validation_fraction);
+        if dataset.is_none() {
+            streamable(spec, &class_counts, config.max_in_memory_dataset_bytes)?;
+        }
+        spec.validate_class_weights(Some(&labels))?;
+        spec.validate_inputs(width as u64)?;
+        module_uploads::fit_model(spec, width, labels.len())?;
+        spec.validate_model_size(width as u64, labels.len() as u64)?;
+        let train_counts = data::train_counts(&class_counts, spec.validation_fraction);
         let planned = data::imbalance::planned_counts(spec, &train_counts)?;
         spec.validate_batches(planned.iter().sum::<usize>() as u64)?;
-        Ok(dataset)
+        Ok((dataset, labels))
     }
 
     fn existing(
@@ -407,6 +445,27 @@ fn parse_token(token: &str) -> Result<(i64, String), JobError> {
 }
 
 /// The job of a request id seen before, if this request asks for the same job.
+/// Refuses what a streamed dataset cannot do: the remedies that draw from every training
+/// row at once.
+fn streamable(spec: &JobSpec, class_counts: &[usize], limit: u64) -> Result<(), SpecError> {
+    let rows: usize = class_counts.iter().sum();
+    let why = |field: &str, what: &str| {
+        SpecError::new(
+            field,
+            format!(
+                "{what} needs every training row in memory, and this dataset ({rows} rows) is larger than the server keeps in memory ({limit} bytes of features, --max-in-memory-dataset-bytes); use class_weighting instead, or a smaller dataset"
+            ),
+        )
+    };
+    if spec.resampling.is_some() {
+        return Err(why("spec.resampling", "resampling"));
+    }
+    if spec.ensemble.is_some() {
+        return Err(why("spec.ensemble", "balanced bagging"));
+    }
+    Ok(())
+}
+
 fn same_request(
     job: &Job,
     kind: JobKind,

@@ -102,30 +102,52 @@ pub fn load(
 
 /// Reads labelled arrays named by `spec` under `data_dir` into memory.
 pub fn load_arrays(spec: &ArraysSpec, data_dir: &Path) -> Result<Dataset, DataError> {
+    Ok(arrays::load_labelled(open_arrays(spec, data_dir)?)?)
+}
+
+/// The files `spec` names, resolved under `data_dir`: the features (or archive) file, then
+/// the labels file if it is one of its own.
+pub fn array_files(spec: &ArraysSpec, data_dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     let f = "spec.dataset.arrays";
-    let features =
-        resolve_data_path_for(data_dir, &spec.features_path, &format!("{f}.features_path"))?;
+    let mut files = vec![resolve_data_path_for(
+        data_dir,
+        &spec.features_path,
+        &format!("{f}.features_path"),
+    )?];
+    if spec.format != ArrayFormat::Npz {
+        files.push(resolve_data_path_for(
+            data_dir,
+            &spec.labels_path,
+            &format!("{f}.labels_path"),
+        )?);
+    }
+    Ok(files)
+}
+
+/// The arrays `spec` names, opened for streaming (headers read and checked).
+pub fn open_arrays(
+    spec: &ArraysSpec,
+    data_dir: &Path,
+) -> Result<arrays::LabelledArrays, DataError> {
+    let files = array_files(spec, data_dir)?;
     let shown = spec.features_path.as_str();
-    let arrays = match spec.format {
+    Ok(match spec.format {
         ArrayFormat::Npz => {
             let (x, y) = spec.npz_arrays();
             arrays::LabelledArrays::new(
-                arrays::open_npz_member(&features, shown, x)?,
-                arrays::open_npz_member(&features, shown, y)?,
+                arrays::open_npz_member(&files[0], shown, x)?,
+                arrays::open_npz_member(&files[0], shown, y)?,
             )?
         }
         ArrayFormat::Npy | ArrayFormat::Idx => {
-            let labels =
-                resolve_data_path_for(data_dir, &spec.labels_path, &format!("{f}.labels_path"))?;
             let open = match spec.format {
                 ArrayFormat::Idx => arrays::open_idx,
                 _ => arrays::open_npy,
             };
             arrays::LabelledArrays::new(
-                open(&features, shown, "features")?,
-                open(&labels, &spec.labels_path, "labels")?,
+                open(&files[0], shown, "features")?,
+                open(&files[1], &spec.labels_path, "labels")?,
             )?
         }
-    };
-    Ok(arrays::load_labelled(arrays)?)
+    })
 }

@@ -19,9 +19,9 @@ pub use job_kind::JobKind;
 pub use range_test::{LrPoint, LrSuggestion, RangeTest};
 pub use run::RunId;
 pub use spec::{
-    Activation, ArrayFormat, ArraysSpec, ClassWeighting, CnnSpec, ConvBlock, DatasetSpec,
-    EarlyStopping, EnsembleSpec, JobSpec, LossSpec, LrSchedule, MAX_BATCH_SIZE,
-    MAX_ENSEMBLE_MEMBERS, MAX_EPOCHS, MlpSpec, ModelSelection, ModelSpec, ModelVersion,
-    OptimizerSpec, Pool, ResamplingMethod, ResamplingSpec, ScriptSpec, SpecError, SyntheticSpec,
-    validate_schedule,
+    Activation, ArrayFormat, ArraysSpec, ClassWeighting, CnnSpec, ConvBlock,
+    DEFAULT_SHUFFLE_BUFFER, DatasetSpec, EarlyStopping, EnsembleSpec, JobSpec, LossSpec,
+    LrSchedule, MAX_BATCH_SIZE, MAX_ENSEMBLE_MEMBERS, MAX_EPOCHS, MlpSpec, ModelSelection,
+    ModelSpec, ModelVersion, OptimizerSpec, Pool, ResamplingMethod, ResamplingSpec, ScriptSpec,
+    SpecError, SyntheticSpec, validate_schedule,
 };

@@ -161,6 +161,7 @@ pub(crate) fn spec(name: &str) -> JobSpec {
         }),
         lr_schedule: LrSchedule::Constant,
         layer_diagnostics: true,
+        shuffle_buffer: None,
     }
 }
 

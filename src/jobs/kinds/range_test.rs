@@ -26,7 +26,13 @@ pub(super) fn run(kinds: &Kinds, ctx: &mut RunContext<'_>, test: RangeTest) -> O
         return succeeded(kinds, ctx, s);
     }
     let data = match training::dataset(kinds, ctx) {
-        Ok(d) => d,
+        Ok(training::JobData::InMemory(d)) => d,
+        // Refused at submit; a server restarted with a lower limit can get here.
+        Ok(training::JobData::Streamed(_)) => {
+            return Outcome::Failed(
+                "a learning-rate range test reads its dataset in memory, and this one is now streamed (larger than --max-in-memory-dataset-bytes)".into(),
+            );
+        }
         Err(e) => return Outcome::Failed(e.to_string()),
     };
     // A test interrupted by a restart runs again from its start; it draws the same points

@@ -1,13 +1,17 @@
 //! The training kind: one model (or an ensemble) trained for the spec's epochs by
 //! `engine::train`, resumed from the last recorded checkpoint after a restart.
 
+use std::sync::Arc;
+
+use crate::data::shards::ShardedDataset;
 use crate::data::{self, Dataset};
 use crate::domain::{
-    Checkpoint, ClassWeighting, EpochEnd, EventKind, IterationProgress, JobSpec, LossSpec, RunId,
-    RunInfo,
+    ArraysSpec, Checkpoint, ClassWeighting, DEFAULT_SHUFFLE_BUFFER, DatasetSpec, EpochEnd,
+    EventKind, IterationProgress, JobSpec, LossSpec, RunId, RunInfo,
 };
-use crate::engine::{self, EngineError, Observer, TrainOutcome};
+use crate::engine::{self, EngineError, Observer, StreamingOptions, TrainOutcome};
 use crate::jobs::kind::{Outcome, RunContext};
+use crate::jobs::stored_datasets;
 use crate::store::{StateStore, StoreError};
 
 use super::Kinds;
@@ -47,22 +51,75 @@ fn train(
     let data = dataset(kinds, ctx)?;
     let resume = resume_point(&*kinds.store, ctx)?;
     let mut observer = TrainingObserver { ctx };
-    engine::train(
-        spec,
-        &data,
-        kinds.config.device,
-        &mut observer,
-        ctx.cancel_flag(),
-        resume,
-    )
+    match data {
+        JobData::InMemory(data) => engine::train(
+            spec,
+            &data,
+            kinds.config.device,
+            &mut observer,
+            ctx.cancel_flag(),
+            resume,
+        ),
+        JobData::Streamed(data) => {
+            let options = StreamingOptions {
+                batch_size: spec.batch_size as usize,
+                shuffle_buffer: spec.shuffle_buffer.unwrap_or(DEFAULT_SHUFFLE_BUFFER) as usize,
+                prefetch: PREFETCH_BATCHES,
+            };
+            ctx.running(format!(
+                "streaming {} rows from {} shards of the stored dataset (shuffle buffer {} rows, {} batches prefetched)",
+                data.manifest.rows,
+                data.manifest.shards.len(),
+                options.shuffle_buffer,
+                options.prefetch
+            ));
+            engine::train_stored(
+                spec,
+                &data,
+                options,
+                kinds.config.device,
+                &mut observer,
+                ctx.cancel_flag(),
+                resume,
+            )
+        }
+    }
 }
 
-/// The dataset read at submit time, or read again (a job recovered after a restart).
-pub(super) fn dataset(kinds: &Kinds, ctx: &RunContext<'_>) -> Result<Dataset, EngineError> {
-    match ctx.take_dataset() {
-        Some(d) => Ok(d),
-        None => data::load(&ctx.spec().dataset, &kinds.config.data_dir, &*kinds.store)
-            .map_err(|e| EngineError::Internal(format!("the dataset can no longer be read: {e}"))),
+/// Batches a streamed dataset prepares ahead of training.
+const PREFETCH_BATCHES: usize = 8;
+
+/// A job's rows: in memory, or a stored dataset streamed from its shards.
+pub(super) enum JobData {
+    InMemory(Dataset),
+    Streamed(Arc<ShardedDataset>),
+}
+
+/// The dataset read at submit time, or read again (a job recovered after a restart): a
+/// stored copy is opened (never the source files), and streamed when it is too large.
+pub(super) fn dataset(kinds: &Kinds, ctx: &RunContext<'_>) -> Result<JobData, EngineError> {
+    let lost = |e: data::DataError| {
+        EngineError::Internal(format!("the dataset can no longer be read: {e}"))
+    };
+    if let Some(d) = ctx.take_dataset() {
+        return Ok(JobData::InMemory(d));
+    }
+    let config = &kinds.config;
+    match &ctx.spec().dataset {
+        DatasetSpec::Arrays(ArraysSpec {
+            stored: Some(fingerprint),
+            ..
+        }) => {
+            let stored = stored_datasets::open(&config.datasets_dir, fingerprint).map_err(lost)?;
+            if stored_datasets::fits_in_memory(&stored, config.max_in_memory_dataset_bytes) {
+                Ok(JobData::InMemory(stored.load().map_err(lost)?))
+            } else {
+                Ok(JobData::Streamed(stored))
+            }
+        }
+        other => Ok(JobData::InMemory(
+            data::load(other, &config.data_dir, &*kinds.store).map_err(lost)?,
+        )),
     }
 }
 

@@ -51,6 +51,7 @@ impl TryFrom<pb::JobSpec> for JobSpec {
             },
             lr_schedule: lr_schedule(s.lr_schedule, s.best_model_metric)?,
             layer_diagnostics: s.layer_diagnostics.unwrap_or(true),
+            shuffle_buffer: s.shuffle_buffer,
             gradient_clip_norm: s.gradient_clip_norm,
             early_stopping: s.early_stopping.map(EarlyStopping::from),
         })
@@ -267,6 +268,7 @@ impl TryFrom<pb::ArrayDataset> for ArraysSpec {
             labels_path: a.labels_path,
             features_array: a.features_array,
             labels_array: a.labels_array,
+            stored: None,
         })
     }
 }
@@ -465,6 +467,7 @@ impl From<&JobSpec> for pb::JobSpec {
             ensemble: s.ensemble.as_ref().map(pb::Ensemble::from),
             lr_schedule: lr_schedule_to_pb(s.lr_schedule),
             layer_diagnostics: Some(s.layer_diagnostics),
+            shuffle_buffer: s.shuffle_buffer,
             gradient_clip_norm: s.gradient_clip_norm,
             early_stopping: s.early_stopping.as_ref().map(pb::EarlyStopping::from),
             loss: Some((&s.loss).into()),
@@ -500,6 +503,7 @@ impl From<&DatasetSpec> for pb::Dataset {
                 labels_path: a.labels_path.clone(),
                 features_array: a.features_array.clone(),
                 labels_array: a.labels_array.clone(),
+                stored: a.stored.clone().unwrap_or_default(),
             }),
             DatasetSpec::Synthetic(x) => Source::Synthetic(pb::SyntheticDataset {
                 samples: x.samples as u32,

@@ -8,9 +8,9 @@ use rand_chacha::ChaCha8Rng;
 
 use super::job_spec;
 use crate::domain::{
-    Activation, ClassWeighting, CnnSpec, ConvBlock, DatasetSpec, EarlyStopping, EnsembleSpec,
-    JobSpec, LossSpec, LrSchedule, MlpSpec, ModelSelection, ModelSpec, OptimizerSpec, Pool,
-    ResamplingMethod, ResamplingSpec, ScriptSpec, SyntheticSpec,
+    Activation, ArrayFormat, ArraysSpec, ClassWeighting, CnnSpec, ConvBlock, DatasetSpec,
+    EarlyStopping, EnsembleSpec, JobSpec, LossSpec, LrSchedule, MlpSpec, ModelSelection, ModelSpec,
+    OptimizerSpec, Pool, ResamplingMethod, ResamplingSpec, ScriptSpec, SyntheticSpec,
 };
 use crate::transport::pb;
 
@@ -100,11 +100,25 @@ impl Gen {
             }),
             lr_schedule: self.schedule(best_model_metric),
             layer_diagnostics: self.rng.random(),
+            shuffle_buffer: self.option("shuffle_buffer", |g| g.rng.random()),
         }
     }
 
     fn dataset(&mut self) -> DatasetSpec {
-        match self.rng.random_range(0..3) {
+        match self.rng.random_range(0..4) {
+            3 => {
+                self.saw("dataset arrays");
+                DatasetSpec::Arrays(ArraysSpec {
+                    format: [ArrayFormat::Npy, ArrayFormat::Npz, ArrayFormat::Idx]
+                        [self.rng.random_range(0..3)],
+                    features_path: self.text(),
+                    labels_path: self.text(),
+                    features_array: self.text(),
+                    labels_array: self.text(),
+                    // Filled by the server, never sent by a client.
+                    stored: None,
+                })
+            }
             0 => {
                 self.saw("dataset csv");
                 DatasetSpec::Csv {
@@ -384,6 +398,7 @@ fn job_specs_survive_the_round_trip_through_the_proto() {
         "dataset csv",
         "dataset synthetic",
         "dataset uploaded",
+        "dataset arrays",
         "model mlp",
         "model cnn",
         "model torchscript",

@@ -50,6 +50,10 @@ pub struct ArraysSpec {
     /// `Npz` only: the archive's arrays (`features`, `labels` when empty).
     pub features_array: String,
     pub labels_array: String,
+    /// Filled by the server at submit: the fingerprint of the stored copy the job trains
+    /// on (a resumed job reads it, never the files again).
+    #[serde(default)]
+    pub stored: Option<String>,
 }
 
 impl ArraysSpec {

@@ -80,7 +80,15 @@ pub struct JobSpec {
     /// Per-layer diagnostics at each epoch end.
     #[serde(default = "yes")]
     pub layer_diagnostics: bool,
+    /// Rows a streamed dataset mixes at once; `None` means [`DEFAULT_SHUFFLE_BUFFER`].
+    #[serde(default)]
+    pub shuffle_buffer: Option<u32>,
 }
+
+/// Shuffle buffer of a streamed dataset when the spec sets none.
+pub const DEFAULT_SHUFFLE_BUFFER: u32 = 65_536;
+/// Largest shuffle buffer accepted.
+pub const MAX_SHUFFLE_BUFFER: u32 = 1 << 24;
 
 fn yes() -> bool {
     true
@@ -128,6 +136,17 @@ impl JobSpec {
                 self.epochs
             )
         })?;
+        if let Some(b) = self.shuffle_buffer {
+            check(
+                (1..=MAX_SHUFFLE_BUFFER).contains(&b),
+                "spec.shuffle_buffer",
+                || {
+                    format!(
+                        "must be 1 to {MAX_SHUFFLE_BUFFER} rows, got {b}; unset means {DEFAULT_SHUFFLE_BUFFER}"
+                    )
+                },
+            )?;
+        }
         check(self.batch_size >= 1, "spec.batch_size", || {
             "must be at least 1; 32 to 256 is typical".into()
         })?;
@@ -184,6 +203,9 @@ impl JobSpec {
     /// submitted (a TorchScript model's file, parameter count and batch needs).
     pub fn as_requested(&self) -> JobSpec {
         let mut s = self.clone();
+        if let DatasetSpec::Arrays(a) = &mut s.dataset {
+            a.stored = None;
+        }
         if let ModelSpec::TorchScript(t) = &mut s.model {
             t.file = Default::default();
             t.parameters = 0;

@@ -413,6 +413,7 @@ mod tests {
             early_stopping: None,
             lr_schedule: LrSchedule::Constant,
             layer_diagnostics: true,
+            shuffle_buffer: None,
         };
         assert_eq!(spec(vec![], false).parameter_count(4, 3), 4 * 3 + 3);
         assert_eq!(
