@@ -3,6 +3,7 @@
 //   #/job/ID      one job: live charts, confusion matrix, curves, diagnostics, spec, export
 //   #/compare/A,B two or more jobs' curves overlaid
 // Events only update data; drawing happens once per animation frame (charts.js).
+(() => {
 "use strict";
 
 const { LineChart, fmt } = window.Charts;
@@ -238,20 +239,20 @@ async function jobPage(id) {
         epochMetrics.chart.push(`val F1 ${name}`, x, e.validation.macro_avg.f1);
       }
       epochPanel.added();
-      if (e.overfitting) addMessage(`epoch ${e.epoch} (${name}): validation loss rose while training loss fell (gap ${fmt(e.generalization_gap)})`, "warn");
+      if (e.overfitting) addMessage(`epoch ${e.epoch} (${name}): validation loss rose while training loss fell (gap ${fmt(e.generalization_gap)})`, "warn", e.time_ms);
       scheduleRefresh();
     } else if (e.type === "status") {
-      addMessage(`${e.status}${e.message ? ": " + e.message : ""}`, e.status === "FAILED" ? "bad" : "");
+      addMessage(`${e.status}${e.message ? ": " + e.message : ""}`, e.status === "FAILED" ? "bad" : "", e.time_ms);
       scheduleRefresh();
     } else if (e.type === "range_point") {
       range.chart.push("loss", Math.log10(e.learning_rate), e.loss);
       range.chart.push("smoothed", Math.log10(e.learning_rate), e.smoothed_loss);
     } else if (e.type === "range_result") {
-      addMessage(`range test: suggested learning rate ${fmt(e.suggested)} (min loss ${fmt(e.min_loss)}${e.diverged ? ", diverged" : ""})`, "");
+      addMessage(`range test: suggested learning rate ${fmt(e.suggested)} (min loss ${fmt(e.min_loss)}${e.diverged ? ", diverged" : ""})`, "", e.time_ms);
     }
   });
-  function addMessage(text, cls) {
-    messages.append(el("li", { class: cls }, new Date().toLocaleTimeString(), " ", text));
+  function addMessage(text, cls, timeMs) {
+    messages.append(el("li", { class: cls }, new Date(timeMs).toLocaleTimeString(), " ", text));
   }
   let refreshAsked = false;
   function scheduleRefresh() {
@@ -466,3 +467,4 @@ function route() {
 
 window.addEventListener("hashchange", route);
 route();
+})();

@@ -4,6 +4,7 @@
 // (pairs averaged), so old history is downsampled and the newest points stay exact.
 // Charts draw only when asked through requestAnimationFrame (one draw per frame at most,
 // however many events arrived), never per event.
+(() => {
 "use strict";
 
 const MAX_POINTS = 4000;
@@ -199,3 +200,4 @@ class LineChart {
 }
 
 window.Charts = { LineChart, Series, smooth, requestDraw, fmt, PALETTE, MAX_POINTS };
+})();
