@@ -167,6 +167,13 @@ async fn the_dashboard_shows_a_live_job_and_cancels_one_in_chromium() {
     assert_eq!(shown["aps"], exact(&aps), "{shown}");
     assert!(shown["rocPoints"].as_f64().unwrap() > 0.0, "{shown}");
 
+    // 100,000 iterations and 1,000 epochs: old points thinned, the newest 1,000 exact, drawn.
+    let h = &shown["history"];
+    assert_eq!(h["received"], 100_000, "{h}");
+    assert!(h["kept"].as_u64() <= h["max"].as_u64(), "{h}");
+    assert_eq!(h["tailExact"], true, "{h}");
+    assert_eq!(h["drawnPoints"], 101_000, "{h}");
+
     // The job cancelled from the page is CANCELLED; the watched one still runs.
     assert_eq!(get_job(&mut c, &doomed).await.status(), pb::JobStatus::Cancelled);
     assert_eq!(get_job(&mut c, &watched).await.status(), pb::JobStatus::Running);

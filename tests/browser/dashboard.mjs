@@ -71,8 +71,28 @@ try {
   await page.waitForFunction(() => Number(document.querySelector("#compare-iteration-loss")?.dataset.series || 0) === 2);
   await page.screenshot({ path: join(shots, "compare.png"), fullPage: true });
 
+  // A long history: 100,000 iterations and 1,000 epochs through the page's own charts.
+  // Old points are downsampled, the newest stay exact, and the chart still draws.
+  const history = await page.evaluate(async () => {
+    const canvas = document.createElement("canvas");
+    canvas.className = "chart";
+    document.body.append(canvas);
+    const chart = new window.Charts.LineChart(canvas, { title: "stress" });
+    for (let i = 1; i <= 100000; i++) chart.push("loss", i, 1 / i);
+    for (let e = 1; e <= 1000; e++) chart.push("val", e * 100, 2 / e);
+    await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+    const loss = chart.get("loss");
+    const tail = loss.xs.slice(-1000);
+    return {
+      kept: loss.xs.length,
+      received: loss.received,
+      tailExact: tail.every((x, k) => x === 99001 + k && loss.ys[loss.ys.length - 1000 + k] === 1 / x),
+      drawnPoints: Number(canvas.dataset.points),
+      max: window.Charts.MAX_POINTS,
+    };
+  });
   if (errors.length) throw new Error("the page reported errors:\n" + errors.join("\n"));
-  result = { before, after, ...panel, counts, shownCounts, fractions, aucs, aps, rocPoints };
+  result = { before, after, ...panel, counts, shownCounts, fractions, aucs, aps, rocPoints, history };
 } catch (e) {
   console.error(String(e && e.stack || e));
   if (errors.length) console.error("page errors:\n" + errors.join("\n"));
