@@ -69,8 +69,18 @@ fn run_driver(script: &Path, args: &[String]) -> Value {
     };
     let mut out = String::new();
     let mut err = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     match status {
         Some(s) if s.success() => serde_json::from_str(out.trim().lines().last().unwrap_or(""))
             .unwrap_or_else(|e| panic!("the driver printed no result ({e}):\n{out}\n{err}")),
@@ -98,20 +108,14 @@ async fn the_dashboard_shows_a_live_job_and_cancels_one_in_chromium() {
     let script = driver();
     let server = TestServer::start(2).await;
     let mut c = server.client().await;
-    let watched = c
-        .submit_job(request(running_spec("watched")))
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
-    let doomed = c
-        .submit_job(request(running_spec("to-cancel")))
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
-    wait_for_status(&mut c, &watched, pb::JobStatus::Running).await;
-    wait_for_status(&mut c, &doomed, pb::JobStatus::Running).await;
+    let mut ids = Vec::new();
+    for name in ["watched", "to-cancel"] {
+        let job = c.submit_job(request(running_spec(name))).await.unwrap();
+        let id = job.into_inner().id;
+        wait_for_status(&mut c, &id, pb::JobStatus::Running).await;
+        ids.push(id);
+    }
+    let [watched, doomed] = <[String; 2]>::try_from(ids).unwrap();
 
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser");
     std::fs::create_dir_all(&shots).unwrap();
@@ -127,11 +131,17 @@ async fn the_dashboard_shows_a_live_job_and_cancels_one_in_chromium() {
         .unwrap();
 
     // The loss chart gained points while the page watched.
-    assert!(shown["after"].as_f64() > shown["before"].as_f64(), "{shown}");
+    assert!(
+        shown["after"].as_f64() > shown["before"].as_f64(),
+        "{shown}"
+    );
     assert!(shown["before"].as_f64().unwrap() > 0.0, "{shown}");
 
     // The confusion matrix and the curves are the job's own numbers for that epoch.
-    let (run, epoch) = (shown["run"].as_u64().unwrap(), shown["epoch"].as_u64().unwrap());
+    let (run, epoch) = (
+        shown["run"].as_u64().unwrap(),
+        shown["epoch"].as_u64().unwrap(),
+    );
     assert_eq!(shown["split"], "validation");
     let mut events = common::watch_stream(&mut c, &watched, 1).await;
     let recorded = bounded("the shown epoch's event over gRPC", async {
@@ -150,12 +160,19 @@ async fn the_dashboard_shows_a_live_job_and_cancels_one_in_chromium() {
     let cm = v.confusion_matrix.unwrap();
     let want: Vec<f64> = cm.counts.iter().map(|&n| n as f64).collect();
     assert_eq!(numbers(&shown["counts"]), want, "{shown}");
-    assert_eq!(numbers(&shown["shownCounts"]), want, "the cells' text: {shown}");
+    assert_eq!(
+        numbers(&shown["shownCounts"]),
+        want,
+        "the cells' text: {shown}"
+    );
     let k = cm.labels.len();
     let fractions = numbers(&shown["fractions"]);
     for r in 0..k {
         let row: f64 = fractions[r * k..(r + 1) * k].iter().sum();
-        assert!((row - 1.0).abs() < 0.01, "row {r} of the normalised view: {fractions:?}");
+        assert!(
+            (row - 1.0).abs() < 0.01,
+            "row {r} of the normalised view: {fractions:?}"
+        );
     }
     let aucs: Vec<f64> = v.per_class.iter().map(|c| c.roc_auc.unwrap()).collect();
     assert_eq!(shown["aucs"], exact(&aucs), "{shown}");
@@ -175,8 +192,14 @@ async fn the_dashboard_shows_a_live_job_and_cancels_one_in_chromium() {
     assert_eq!(h["drawnPoints"], 101_000, "{h}");
 
     // The job cancelled from the page is CANCELLED; the watched one still runs.
-    assert_eq!(get_job(&mut c, &doomed).await.status(), pb::JobStatus::Cancelled);
-    assert_eq!(get_job(&mut c, &watched).await.status(), pb::JobStatus::Running);
+    assert_eq!(
+        get_job(&mut c, &doomed).await.status(),
+        pb::JobStatus::Cancelled
+    );
+    assert_eq!(
+        get_job(&mut c, &watched).await.status(),
+        pb::JobStatus::Running
+    );
     for shot in ["job.png", "jobs.png", "compare.png"] {
         let len = std::fs::metadata(shots.join(shot)).map_or(0, |m| m.len());
         assert!(len > 0, "no screenshot {shot} in {}", shots.display());

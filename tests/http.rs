@@ -7,14 +7,14 @@ use std::collections::HashMap;
 
 use common::{TestServer, bounded, request, spec, wait_for_status};
 use gradstream::transport::pb;
-use pb::trainer_client::TrainerClient;
-use tonic::transport::Channel;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use pb::trainer_client::TrainerClient;
 use serde_json::Value;
+use tonic::transport::Channel;
 
 /// A plain HTTP client of one server's HTTP port.
 struct Http {
@@ -24,7 +24,10 @@ struct Http {
 
 impl Http {
     fn of(server: &TestServer) -> Self {
-        let addr = server.server.http_addr.expect("the test server serves HTTP");
+        let addr = server
+            .server
+            .http_addr
+            .expect("the test server serves HTTP");
         Self {
             client: Client::builder(TokioExecutor::new()).build_http(),
             base: format!("http://{addr}"),
@@ -65,7 +68,8 @@ impl Http {
     async fn json(&self, method: &str, path: &str) -> (u16, Value) {
         let (status, headers, body) = self.fetch(method, path).await;
         assert_eq!(
-            headers["content-type"], "application/json",
+            headers["content-type"],
+            "application/json",
             "{method} {path}: {}",
             String::from_utf8_lossy(&body)
         );
@@ -238,7 +242,16 @@ async fn jobs_are_listed_got_and_filtered_as_grpc_shows_them() {
     assert_eq!(job["spec"]["epochs"], 2);
     assert_eq!(
         job["last_epoch"]["validation_loss"],
-        exact(alpha.last_epoch.as_ref().unwrap().validation.as_ref().unwrap().loss)
+        exact(
+            alpha
+                .last_epoch
+                .as_ref()
+                .unwrap()
+                .validation
+                .as_ref()
+                .unwrap()
+                .loss
+        )
     );
 
     let by_name = http.get("/api/jobs?name=beta").await;
@@ -266,7 +279,9 @@ async fn bad_requests_get_json_errors_naming_the_field_and_the_fix() {
 
     let e = http.error("GET", "/api/jobs/no-such-job", 404).await;
     assert!(e.contains("no-such-job") && e.contains("list jobs"), "{e}");
-    let e = http.error("POST", "/api/jobs/no-such-job/cancel", 404).await;
+    let e = http
+        .error("POST", "/api/jobs/no-such-job/cancel", 404)
+        .await;
     assert!(e.contains("no-such-job"), "{e}");
     let e = http.error("GET", "/api/jobs/no-such-job/events", 404).await;
     assert!(e.contains("no-such-job"), "{e}");
@@ -276,15 +291,27 @@ async fn bad_requests_get_json_errors_naming_the_field_and_the_fix() {
     assert!(e.contains("no-such-job"), "{e}");
 
     let e = http.error("GET", "/api/jobs?status=DONE", 400).await;
-    assert!(e.starts_with("status: 'DONE' is not a job status") && e.contains("SUCCEEDED"), "{e}");
+    assert!(
+        e.starts_with("status: 'DONE' is not a job status") && e.contains("SUCCEEDED"),
+        "{e}"
+    );
     let e = http.error("GET", "/api/jobs?page_size=0", 400).await;
-    assert!(e.starts_with("page_size:") && e.contains("1 to 1000"), "{e}");
+    assert!(
+        e.starts_with("page_size:") && e.contains("1 to 1000"),
+        "{e}"
+    );
     let e = http.error("GET", "/api/jobs?page_token=xyz", 400).await;
     assert!(e.starts_with("page_token:"), "{e}");
     let e = http.error("GET", "/api/jobs?colour=red", 400).await;
-    assert!(e.starts_with("colour:") && e.contains("status, name"), "{e}");
+    assert!(
+        e.starts_with("colour:") && e.contains("status, name"),
+        "{e}"
+    );
     let e = http.error("GET", "/api/nothing-here", 404).await;
-    assert!(e.contains("/api/nothing-here") && e.contains("README"), "{e}");
+    assert!(
+        e.contains("/api/nothing-here") && e.contains("README"),
+        "{e}"
+    );
 
     let mut c = server.client().await;
     let id = submit(&mut c, quick_spec("queued", 1)).await;
@@ -293,13 +320,20 @@ async fn bad_requests_get_json_errors_naming_the_field_and_the_fix() {
         .await;
     assert!(e.starts_with("from_seq: 'first' is not a seq"), "{e}");
     let resp = http
-        .send("GET", &format!("/api/jobs/{id}/events"), &[("Last-Event-ID", "x7")])
+        .send(
+            "GET",
+            &format!("/api/jobs/{id}/events"),
+            &[("Last-Event-ID", "x7")],
+        )
         .await;
     assert_eq!(resp.status(), 400);
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert!(
-        body["error"].as_str().unwrap().starts_with("Last-Event-ID: 'x7'"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Last-Event-ID: 'x7'"),
         "{body}"
     );
     let e = http
@@ -311,9 +345,16 @@ async fn bad_requests_get_json_errors_naming_the_field_and_the_fix() {
         .await;
     assert!(e.contains("torchscript or safetensors"), "{e}");
     let e = http
-        .error("GET", &format!("/api/jobs/{id}/model?format=torchscript&version=newest"), 400)
+        .error(
+            "GET",
+            &format!("/api/jobs/{id}/model?format=torchscript&version=newest"),
+            400,
+        )
         .await;
-    assert!(e.starts_with("version:") && e.contains("best or last"), "{e}");
+    assert!(
+        e.starts_with("version:") && e.contains("best or last"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,10 +366,28 @@ async fn a_running_job_is_cancelled_over_http() {
     let queued = submit(&mut c, long_spec("behind")).await;
     wait_for_status(&mut c, &running, pb::JobStatus::Running).await;
 
-    let (status, job) = http.json("POST", &format!("/api/jobs/{queued}/cancel")).await;
+    let (status, job) = http
+        .json("POST", &format!("/api/jobs/{queued}/cancel"))
+        .await;
     assert_eq!(status, 200, "{job}");
-    assert_eq!(job["status"], "CANCELLED", "a queued job is cancelled at once");
-    let (status, job) = http.json("POST", &format!("/api/jobs/{running}/cancel")).await;
+    assert_eq!(
+        job["status"], "CANCELLED",
+        "a queued job is cancelled at once"
+    );
+    let e = http
+        .error(
+            "GET",
+            &format!("/api/jobs/{queued}/model?format=torchscript"),
+            409,
+        )
+        .await;
+    assert!(
+        !e.is_empty(),
+        "a job without a finished epoch has no model to download"
+    );
+    let (status, job) = http
+        .json("POST", &format!("/api/jobs/{running}/cancel"))
+        .await;
     assert_eq!(status, 200, "{job}");
     wait_for_status(&mut c, &running, pb::JobStatus::Cancelled).await;
     let cancelled = http.get("/api/jobs?status=CANCELLED").await;
@@ -370,7 +429,10 @@ async fn the_exported_model_downloads_and_loads_in_pytorch() {
     let dir = tempfile::tempdir().unwrap();
 
     let (status, headers, pt) = http
-        .fetch("GET", &format!("/api/jobs/{}/model?format=torchscript", job.id))
+        .fetch(
+            "GET",
+            &format!("/api/jobs/{}/model?format=torchscript", job.id),
+        )
         .await;
     assert_eq!(status, 200);
     let disposition = headers["content-disposition"].to_str().unwrap();
@@ -379,7 +441,10 @@ async fn the_exported_model_downloads_and_loads_in_pytorch() {
     std::fs::write(dir.path().join("model.pt"), &pt).unwrap();
 
     let (status, headers, tar) = http
-        .fetch("GET", &format!("/api/jobs/{}/model?format=safetensors&version=best", job.id))
+        .fetch(
+            "GET",
+            &format!("/api/jobs/{}/model?format=safetensors&version=best", job.id),
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "application/x-tar");
@@ -393,19 +458,30 @@ async fn the_exported_model_downloads_and_loads_in_pytorch() {
         .arg(dir.path())
         .output()
         .expect("tar is installed");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let grpc = grpc_export(&mut c, &job.id, pb::ExportFormat::Safetensors).await;
     let mut names: Vec<&String> = grpc.keys().collect();
     names.sort();
     assert_eq!(names, ["model.safetensors", "model_card.json"]);
     for (name, bytes) in &grpc {
         let got = std::fs::read(dir.path().join(name)).unwrap();
-        assert!(got == *bytes, "{name}: the download differs from ExportModel's");
+        assert!(
+            got == *bytes,
+            "{name}: the download differs from ExportModel's"
+        );
     }
 
     // Both downloads load in PyTorch and answer like Predict.
     let rows: Vec<Vec<f32>> = (0..16)
-        .map(|i| (0..8).map(|j| ((i * 7 + j * 3) % 11) as f32 / 3.0 - 1.5).collect())
+        .map(|i| {
+            (0..8)
+                .map(|j| ((i * 7 + j * 3) % 11) as f32 / 3.0 - 1.5)
+                .collect()
+        })
         .collect();
     let rows_path = dir.path().join("rows.json");
     std::fs::write(&rows_path, serde_json::to_vec(&rows).unwrap()).unwrap();
@@ -481,7 +557,11 @@ async fn sse_resumes_after_a_dropped_connection_with_the_exact_remaining_events(
     assert_eq!(end.event, "end");
     let joined: Vec<Sse> = seen.iter().chain(rest).cloned().collect();
     let n = joined.len() as u64;
-    assert_eq!(seqs(&joined), (1..=n).collect::<Vec<_>>(), "each seq once, in order");
+    assert_eq!(
+        seqs(&joined),
+        (1..=n).collect::<Vec<_>>(),
+        "each seq once, in order"
+    );
     assert_eq!(end.json()["status"], "SUCCEEDED");
     assert_eq!(end.json()["last_seq"], n);
 
@@ -497,7 +577,10 @@ async fn sse_resumes_after_a_dropped_connection_with_the_exact_remaining_events(
         match g.kind.as_ref().unwrap() {
             pb::job_event::Kind::Status(s) => {
                 assert_eq!(e["type"], "status");
-                assert_eq!(e["status"], s.status().as_str_name().trim_start_matches("JOB_STATUS_"));
+                assert_eq!(
+                    e["status"],
+                    s.status().as_str_name().trim_start_matches("JOB_STATUS_")
+                );
             }
             pb::job_event::Kind::Iteration(p) => {
                 assert_eq!(e["type"], "iteration");
@@ -509,7 +592,10 @@ async fn sse_resumes_after_a_dropped_connection_with_the_exact_remaining_events(
                 assert_eq!(e["epoch"], ep.epoch);
                 let v = ep.validation.as_ref().unwrap();
                 let cm = &e["validation"]["confusion_matrix"]["counts"];
-                assert_eq!(*cm, serde_json::json!(v.confusion_matrix.as_ref().unwrap().counts));
+                assert_eq!(
+                    *cm,
+                    serde_json::json!(v.confusion_matrix.as_ref().unwrap().counts)
+                );
                 assert_eq!(e["validation"]["loss"], exact(v.loss));
             }
             other => panic!("unexpected event {other:?}"),
@@ -569,7 +655,10 @@ async fn the_dashboard_is_served_from_the_binary() {
         assert_eq!(status, 200, "{asset}");
         assert!(!body.is_empty());
     }
-    assert!(!page.contains("http://") && !page.contains("https://"), "nothing from the internet");
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "nothing from the internet"
+    );
     let (status, _, _) = http.fetch("GET", "/assets/nothing.js").await;
     assert_eq!(status, 404);
 }

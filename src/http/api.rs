@@ -74,7 +74,9 @@ fn job_query(params: &HashMap<String, String>) -> Result<JobQuery, SpecError> {
                     .ok_or_else(|| {
                         SpecError::new(
                             "page_size",
-                            format!("'{value}' is not a page size; use a whole number from 1 to 1000"),
+                            format!(
+                                "'{value}' is not a page size; use a whole number from 1 to 1000"
+                            ),
                         )
                     })?;
             }

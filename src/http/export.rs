@@ -66,7 +66,9 @@ fn export_params(
                     _ => {
                         return Err(SpecError::new(
                             "format",
-                            format!("'{value}' is not an export format; use torchscript or safetensors"),
+                            format!(
+                                "'{value}' is not an export format; use torchscript or safetensors"
+                            ),
                         ));
                     }
                 })
@@ -92,7 +94,10 @@ fn export_params(
         }
     }
     let format = format.ok_or_else(|| {
-        SpecError::new("format", "is required; use format=torchscript or format=safetensors")
+        SpecError::new(
+            "format",
+            "is required; use format=torchscript or format=safetensors",
+        )
     })?;
     Ok((format, version))
 }

@@ -150,7 +150,6 @@ fn job_event(e: &JobEvent) -> Event {
 }
 
 fn json(value: &impl serde::Serialize) -> String {
-    serde_json::to_string(value).unwrap_or_else(|e| {
-        format!(r#"{{"error":"cannot encode the event as JSON: {e}"}}"#)
-    })
+    serde_json::to_string(value)
+        .unwrap_or_else(|e| format!(r#"{{"error":"cannot encode the event as JSON: {e}"}}"#))
 }
