@@ -662,3 +662,48 @@ async fn the_dashboard_is_served_from_the_binary() {
     let (status, _, _) = http.fetch("GET", "/assets/nothing.js").await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ensembles_events_name_their_runs() {
+    let server = TestServer::start(1).await;
+    let mut c = server.client().await;
+    let http = Http::of(&server);
+    let mut s = quick_spec("bagging", 1);
+    s.ensemble = Some(pb::Ensemble {
+        kind: pb::EnsembleKind::BalancedBagging as i32,
+        members: 2,
+    });
+    let events = common::train(&mut c, s).await;
+    let job = common::succeeded_job(&mut c, &events).await;
+
+    let view = http.get(&format!("/api/jobs/{}", job.id)).await;
+    assert_eq!(view["epochs_total"], 2, "{view}");
+    assert_eq!(view["epochs_completed"], job.epochs_completed);
+    let sse = http
+        .events(&format!("/api/jobs/{}/events", job.id), &[])
+        .await
+        .until_end()
+        .await;
+    let epochs: Vec<(u64, u64, bool)> = sse
+        .iter()
+        .filter(|e| e.event == "message")
+        .map(Sse::json)
+        .filter(|e| e["type"] == "epoch")
+        .map(|e| {
+            (
+                e["run"].as_u64().unwrap(),
+                e["epoch"].as_u64().unwrap(),
+                e["ensemble"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(epochs, [(1, 1, false), (2, 1, false), (0, 1, true)]);
+    let iteration_runs: std::collections::BTreeSet<u64> = sse
+        .iter()
+        .filter(|e| e.event == "message")
+        .map(Sse::json)
+        .filter(|e| e["type"] == "iteration")
+        .map(|e| e["run"].as_u64().unwrap())
+        .collect();
+    assert_eq!(iteration_runs, [1, 2].into());
+}
