@@ -6,6 +6,8 @@ SHELL := /bin/bash
 
 VENV   := .venv
 STAMP  := $(VENV)/.requirements-installed
+# playwright-core for the browser test (tests/browser.rs), from the committed lock file.
+BROWSER_STAMP := tests/browser/node_modules/.installed
 BIN    := target/release/gradstream
 # torch-sys finds libtorch through the venv's python (see .cargo/config.toml).
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -20,13 +22,24 @@ $(STAMP): requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-setup: $(STAMP)
+# Never lets Playwright download a browser: the test drives Debian's /usr/bin/chromium.
+# Without npm the rest of the suite still runs and the browser test fails saying how to
+# install it.
+$(BROWSER_STAMP): tests/browser/package.json tests/browser/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else \
+	  echo "npm not found: the browser test will fail; install it with: sudo apt-get install chromium nodejs npm, then run make setup"; \
+	fi
+
+setup: $(STAMP) $(BROWSER_STAMP)
 
 build: $(STAMP)
 	cargo build --release --locked
 
-# Starts the server on 127.0.0.1:50051 and runs a demo job through the CLI; the server
-# keeps running afterwards until Ctrl-C.
+# Starts the server on 127.0.0.1:50051, prints the dashboard's address
+# (http://127.0.0.1:8080/) and runs a demo job through the CLI, which the dashboard shows
+# live; the server keeps running afterwards until Ctrl-C.
 run: build
 	scripts/demo.sh
 
@@ -35,7 +48,7 @@ demo: build
 	DEMO_EXIT=1 scripts/demo.sh
 
 # Every crate of the workspace: the pure ones (domain, metrics, data) need no libtorch.
-test: $(STAMP)
+test: $(STAMP) $(BROWSER_STAMP)
 	cargo test --release --locked --workspace
 
 bench: build

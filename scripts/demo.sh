@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=target/release/gradstream
 ADDR=127.0.0.1:50051
+HTTP_ADDR=${GRADSTREAM_HTTP_LISTEN:-127.0.0.1:8080}
 mkdir -p data
 
-"$BIN" serve --listen "$ADDR" --data-dir data --state-dir .state &
+"$BIN" serve --listen "$ADDR" --http-listen "$HTTP_ADDR" --data-dir data --state-dir .state &
 SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
 
@@ -19,6 +20,8 @@ for _ in $(seq 1 150); do
 done
 
 echo
+echo "== dashboard: http://$HTTP_ADDR/ (open it now to watch the demo job live) =="
+echo
 echo "== demo job: 3 imbalanced Gaussian classes, MLP 16-64-32-3 with batch norm, Adam =="
 "$BIN" train --server "http://$ADDR" --name demo \
   --samples 12000 --features 16 --classes 3 --class-ratios 0.6,0.3,0.1 --separation 1.0 \
@@ -26,7 +29,7 @@ echo "== demo job: 3 imbalanced Gaussian classes, MLP 16-64-32-3 with batch norm
 
 if [ "${DEMO_EXIT:-0}" = "1" ]; then exit 0; fi
 echo
-echo "The server is still running on $ADDR. Try:"
+echo "The server is still running on $ADDR (gRPC) with the dashboard on http://$HTTP_ADDR/. Try:"
 echo "  $BIN jobs list"
 echo "  $BIN train --epochs 3 --optimizer adadelta --lr 1.0"
 echo "Ctrl-C stops it."

@@ -4,7 +4,7 @@
 pub(crate) mod convert;
 mod datasets;
 mod modules;
-mod status;
+pub(crate) mod status;
 mod trainer;
 mod watch;
 

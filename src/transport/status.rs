@@ -61,3 +61,26 @@ pub fn from_task_error(e: tokio::task::JoinError) -> Status {
 pub fn missing_request() -> Status {
     Status::internal("Missing request message.")
 }
+
+/// The HTTP status code and message of a job manager error, for the HTTP API: the gRPC
+/// code of [`from_job_error`] (so that `JobError` has one mapping) turned into HTTP's by
+/// the table of `google.rpc.Code`. No catch-all arm.
+pub fn http_from_job_error(e: JobError) -> (u16, String) {
+    let status = from_job_error(e);
+    let http = match status.code() {
+        Code::Ok => 200,
+        Code::InvalidArgument | Code::OutOfRange => 400,
+        Code::FailedPrecondition => 409,
+        Code::Unauthenticated => 401,
+        Code::PermissionDenied => 403,
+        Code::NotFound => 404,
+        Code::Aborted | Code::AlreadyExists => 409,
+        Code::ResourceExhausted => 429,
+        Code::Cancelled => 499,
+        Code::DataLoss | Code::Unknown | Code::Internal => 500,
+        Code::Unimplemented => 501,
+        Code::Unavailable => 503,
+        Code::DeadlineExceeded => 504,
+    };
+    (http, status.message().to_string())
+}
