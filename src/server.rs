@@ -97,6 +97,7 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, StartError> {
             max_concurrent_jobs: usize::from(config.max_concurrent_jobs),
             max_dataset_bytes: config.max_dataset_bytes,
             max_model_bytes: config.max_model_bytes,
+            tensorboard_dir: config.tensorboard_dir.clone(),
         },
         store,
     )

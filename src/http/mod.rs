@@ -10,6 +10,8 @@ use tokio::sync::watch;
 
 use crate::jobs::JobManager;
 
+mod metrics;
+
 /// What every HTTP handler reads: cheap to clone.
 #[derive(Clone)]
 pub struct HttpState {
@@ -23,6 +25,7 @@ pub struct HttpState {
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::metrics))
         .with_state(state)
 }
 

@@ -37,6 +37,7 @@ use crate::domain::{
     DatasetSpec, JobKind, JobSpec, JobStatus, ModelSpec, RangeTest, SpecError, UploadKind,
 };
 use crate::engine::EngineError;
+use crate::observability::{Metrics, Observability};
 use crate::store::{self, StateStore, StoreError};
 
 /// Settings of the job manager.
@@ -50,6 +51,8 @@ pub struct JobsConfig {
     pub max_dataset_bytes: u64,
     /// Largest TorchScript model upload accepted, in bytes.
     pub max_model_bytes: u64,
+    /// Where every job writes TensorBoard event files, if anywhere.
+    pub tensorboard_dir: Option<PathBuf>,
 }
 
 /// What the job manager refuses, and why.
@@ -150,6 +153,8 @@ struct Shared {
     scheduler: Arc<Scheduler>,
     /// Trained models loaded for predictions and exports.
     trained: trained_models::ModelCache,
+    /// This server's metrics and TensorBoard export, fed by the writer thread.
+    observability: Arc<Observability>,
 }
 
 impl JobManager {
@@ -176,7 +181,10 @@ impl JobManager {
         runner: Arc<dyn Runner>,
         stored: Vec<store::StoredJob>,
     ) -> Result<(Self, Recovered), JobError> {
-        let persister = Persister::spawn(store.clone())
+        let observability = Arc::new(Observability::new(config.tensorboard_dir.clone()).map_err(
+            |e| JobError::Internal(format!("cannot start the TensorBoard export: {e}")),
+        )?);
+        let persister = Persister::spawn(store.clone(), observability.clone())
             .map_err(|e| JobError::Internal(format!("cannot start the state writer: {e}")))?;
         let (scheduler, recovered) =
             Scheduler::open(stored, persister, runner, config.max_concurrent_jobs);
@@ -185,6 +193,7 @@ impl JobManager {
             store,
             scheduler,
             trained: trained_models::ModelCache::default(),
+            observability,
         });
         Ok((Self { shared }, recovered))
     }
@@ -379,7 +388,26 @@ impl JobManager {
     /// for them, writes everything out and ends every open stream. Returns how many jobs
     /// were still running at the deadline.
     pub fn shutdown(&self, grace: Duration) -> usize {
-        self.shared.scheduler.shutdown(grace)
+        let left = self.shared.scheduler.shutdown(grace);
+        self.shared.observability.flush();
+        left
+    }
+
+    /// This server's metrics (the RPC layer and the streams report to them).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.observability.metrics
+    }
+
+    /// Every metric in Prometheus' text format, the job counts as of now.
+    pub fn metrics_text(&self) -> String {
+        let statuses: Vec<JobStatus> = self
+            .shared
+            .scheduler
+            .jobs()
+            .iter()
+            .map(|j| j.status())
+            .collect();
+        self.metrics().render(statuses)
     }
 }
 

@@ -156,6 +156,7 @@ fn setup(slots: usize, stored: Vec<StoredJob>) -> (Setup, Recovered) {
         max_concurrent_jobs: slots,
         max_dataset_bytes: 1 << 20,
         max_model_bytes: 1 << 20,
+        tensorboard_dir: None,
     };
     let (jobs, recovered) = JobManager::with_runner(config, store, fake.clone(), stored).unwrap();
     let s = Setup {
