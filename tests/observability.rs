@@ -165,7 +165,8 @@ async fn metrics_count_jobs_epochs_samples_rpcs_and_watchers() {
     assert_eq!(after.get("gradstream_watchers{stream=train}"), 0.0);
 
     // A WatchJob stream is a watcher while it is open; cancelling its job ends it.
-    let mut long = spec(400, 3, 500);
+    // Far longer than the test (10,000 epochs): it ends only by the cancel.
+    let mut long = spec(4000, 3, 10_000);
     long.name = "long".into();
     let id = c.submit_job(request(long)).await.unwrap().into_inner().id;
     let mut stream = watch_stream(&mut c, &id, 1).await;
@@ -178,11 +179,13 @@ async fn metrics_count_jobs_epochs_samples_rpcs_and_watchers() {
     c.cancel_job(pb::CancelJobRequest { job_id: id.clone() })
         .await
         .unwrap();
-    bounded("the watch stream to end", async {
-        while stream.message().await.unwrap().is_some() {}
-    })
-    .await;
-    drop(stream);
+    let rest = bounded("the watch stream to end", collect(stream)).await;
+    assert_eq!(
+        statuses(&rest).last(),
+        Some(&pb::JobStatus::Cancelled),
+        "{}",
+        last_message(&rest)
+    );
     // The stream's end reaches the server's side of the connection a moment later.
     let ended = bounded("the watcher gauge to fall back to 0", async {
         loop {
