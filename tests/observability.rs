@@ -325,6 +325,22 @@ async fn tensorboard_files_hold_the_jobs_scalars_and_pr_curves() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tensorboard_export_that_cannot_write_leaves_the_job_alone() {
+    let logdir = tempfile::tempdir().unwrap();
+    let dir = logdir.path().join("tb");
+    let at = dir.clone();
+    let ts = TestServer::start_with(|c| c.tensorboard_dir = Some(at)).await;
+    // The export folder becomes a file: no job folder can be made in it.
+    std::fs::remove_dir(&dir).unwrap();
+    std::fs::write(&dir, "not a directory").unwrap();
+    let mut c = ts.client().await;
+    let events = bounded("a training job", train(&mut c, spec(200, 2, 2))).await;
+    succeeded_job(&mut c, &events).await;
+    assert_eq!(epochs(&events).len(), 2);
+    assert_eq!(std::fs::read_to_string(&dir).unwrap(), "not a directory");
+}
+
 /// An OTLP/gRPC trace collector: keeps every span it is sent.
 #[derive(Clone, Default)]
 struct Collector {

@@ -398,7 +398,7 @@ impl JobManager {
         &self.shared.observability.metrics
     }
 
-    /// Every metric in Prometheus' text format, the job counts as of now.
+    /// Every metric in the OpenMetrics text format, the job counts as of now.
     pub fn metrics_text(&self) -> String {
         let statuses: Vec<JobStatus> = self
             .shared

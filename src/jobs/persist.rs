@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 use std::sync::mpsc;
-
 use std::time::Instant;
 
 use super::checkpoints::CheckpointWriter;

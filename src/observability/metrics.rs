@@ -230,8 +230,9 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of every metric, with the job counts given (the
-    /// gauge is set from the job manager at each scrape, so it can never drift).
+    /// Every metric in the OpenMetrics text format (Prometheus' exposition format), with
+    /// the statuses of the server's jobs (the gauge is set from them at each scrape, so it
+    /// can never drift).
     pub fn render(&self, statuses: impl IntoIterator<Item = JobStatus>) -> String {
         let _one = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         let mut counts: HashMap<JobStatus, i64> = STATUSES.iter().map(|s| (*s, 0)).collect();

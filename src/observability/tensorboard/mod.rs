@@ -177,3 +177,17 @@ fn failed(job_id: &str, path: &Path, e: &std::io::Error) {
         "TensorBoard export stopped for this job; the job itself is unaffected"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TensorBoard;
+
+    #[test]
+    fn job_folders_are_safe_and_distinct() {
+        let id = "0123456789abcdef";
+        assert_eq!(TensorBoard::job_dir(id, "mnist run"), "mnist_run-01234567");
+        assert_eq!(TensorBoard::job_dir(id, "../../etc"), "_.._etc-01234567");
+        assert_eq!(TensorBoard::job_dir(id, ".."), "01234567");
+        assert_eq!(TensorBoard::job_dir(id, ""), "01234567");
+    }
+}
