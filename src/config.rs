@@ -62,6 +62,14 @@ pub struct ServeConfig {
     /// Seconds to wait for running jobs to stop on SIGTERM/SIGINT.
     #[arg(long, env = "GRADSTREAM_SHUTDOWN_GRACE", default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS)]
     pub shutdown_grace: u64,
+    /// Export OpenTelemetry traces (a span per RPC, per job run and per epoch) over
+    /// OTLP/gRPC to this collector URL, such as http://127.0.0.1:4317; none by default.
+    #[arg(long, env = "GRADSTREAM_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Write TensorBoard event files for every job under this directory (one folder per
+    /// job; `tensorboard --logdir DIR` shows them); none by default.
+    #[arg(long, env = "GRADSTREAM_TENSORBOARD_DIR")]
+    pub tensorboard_dir: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -81,6 +89,8 @@ impl ServeConfig {
             max_in_memory_dataset_bytes: DEFAULT_MAX_IN_MEMORY_DATASET_BYTES,
             torch_threads: 0,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE_SECS,
+            otlp_endpoint: None,
+            tensorboard_dir: None,
         }
     }
 
@@ -150,6 +160,10 @@ mod tests {
         assert_eq!(c.device, DeviceChoice::Auto);
         assert_eq!(c.shutdown_grace(), Duration::from_secs(30));
         assert_eq!(c.torch_threads, 0);
+        assert_eq!(
+            (c.otlp_endpoint.as_deref(), c.tensorboard_dir.as_deref()),
+            (None, None)
+        );
         // `local` differs from the flags' defaults only where it says so.
         let l = ServeConfig::local(c.data_dir.clone(), c.state_dir.clone());
         assert_eq!(

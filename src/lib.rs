@@ -14,5 +14,6 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod jobs;
+pub mod observability;
 pub mod server;
 pub mod transport;

@@ -79,6 +79,13 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, StartError> {
         path: config.state_dir.display().to_string(),
         source,
     })?;
+    if let Some(dir) = &config.tensorboard_dir {
+        std::fs::create_dir_all(dir).map_err(|source| StartError::Dir {
+            what: "TensorBoard directory (--tensorboard-dir)",
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
     let store = Arc::new(
         Store::open(&config.state_dir).map_err(|e| StartError::State {
             path: config.state_dir.display().to_string(),
@@ -99,6 +106,7 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, StartError> {
             max_model_bytes: config.max_model_bytes,
             datasets_dir: config.state_dir.join("datasets"),
             max_in_memory_dataset_bytes: config.max_in_memory_dataset_bytes,
+            tensorboard_dir: config.tensorboard_dir.clone(),
         },
         store,
     )

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::{LogFormat, ServeConfig};
+use crate::observability::Otlp;
 use crate::transport::pb;
 
 pub use spec_args::SpecArgs;
@@ -219,7 +220,10 @@ pub fn main() -> std::process::ExitCode {
         Command::Serve(c) => c.log_format,
         _ => LogFormat::Text,
     };
-    init_tracing(log_format, matches!(cli.command, Command::Serve(_)));
+    let otlp_endpoint = match &cli.command {
+        Command::Serve(c) => c.otlp_endpoint.clone(),
+        _ => None,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -227,6 +231,22 @@ pub fn main() -> std::process::ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let otlp = {
+        // The OTLP exporter's gRPC channel runs on the runtime.
+        let _runtime = runtime.enter();
+        init_tracing(
+            log_format,
+            matches!(cli.command, Command::Serve(_)),
+            otlp_endpoint.as_deref(),
+        )
+    };
+    let otlp = match otlp {
+        Ok(otlp) => otlp,
+        Err(e) => {
+            eprintln!("error: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
@@ -323,6 +343,10 @@ pub fn main() -> std::process::ExitCode {
             },
         }
     });
+    // The runtime still runs (its worker threads): the last spans are exported on it.
+    if let Some(otlp) = otlp {
+        otlp.shutdown();
+    }
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -332,18 +356,34 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat, serving: bool) {
-    use tracing_subscriber::EnvFilter;
+/// Logs to stderr (level from RUST_LOG) and, given an OTLP endpoint, exports trace spans
+/// there; the returned exporter is to be shut down at exit. Call inside the runtime.
+fn init_tracing(
+    format: LogFormat,
+    serving: bool,
+    otlp_endpoint: Option<&str>,
+) -> Result<Option<Otlp>, String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
     let default = if serving { "info" } else { "warn" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let fmt = match format {
+        LogFormat::Text => fmt.with_filter(filter).boxed(),
+        LogFormat::Json => fmt.json().with_filter(filter).boxed(),
+    };
+    let (otlp, spans) = match otlp_endpoint {
+        Some(endpoint) => {
+            let (otlp, layer) = Otlp::start(endpoint)?;
+            (Some(otlp), Some(layer))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(spans).with(fmt).init();
+    Ok(otlp)
 }
 
 async fn serve(config: ServeConfig) -> Result<std::process::ExitCode, String> {

@@ -11,6 +11,7 @@ mod api;
 mod assets;
 mod error;
 mod export;
+mod metrics;
 mod sse;
 mod views;
 
@@ -37,6 +38,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/assets/{name}", get(assets::asset))
         .nest("/api", api_routes())
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::metrics))
         .with_state(state)
 }
 

@@ -24,6 +24,7 @@ use super::error::ApiError;
 use super::views::{EndView, EventView};
 use crate::domain::{JobEvent, SpecError};
 use crate::jobs::{JobManager, Subscription};
+use crate::observability::{WatcherGuard, WatcherKind};
 
 /// `GET /api/jobs/{id}/events[?from_seq=N]`, header `Last-Event-ID: SEQ`.
 pub async fn events(
@@ -42,6 +43,7 @@ pub async fn events(
         last_seq: from_seq.saturating_sub(1),
         shutdown: state.shutdown.clone(),
         done: false,
+        _watcher: state.jobs.metrics().watcher(WatcherKind::Sse),
     };
     Ok(Sse::new(follow.into_stream()).keep_alive(KeepAlive::default()))
 }
@@ -88,6 +90,8 @@ struct Follow {
     last_seq: u64,
     shutdown: watch::Receiver<bool>,
     done: bool,
+    /// Counts this connection in `gradstream_watchers{stream="sse"}` while it lives.
+    _watcher: WatcherGuard,
 }
 
 impl Follow {

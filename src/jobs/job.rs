@@ -14,6 +14,7 @@ use crate::domain::{
     Checkpoint, EpochEnd, EventKind, FeatureInfo, JobEvent, JobKind, JobSpec, JobStatus,
     ModelSelection, RunId, RunInfo,
 };
+use crate::observability::TraceParent;
 use crate::store::StoredJob;
 
 /// A consistent copy of a job's state.
@@ -80,6 +81,8 @@ pub(super) struct Job {
     persister: Persister,
     /// The checkpoints handed to the checkpoint thread, and those it has dealt with.
     pub checkpoints: CheckpointProgress,
+    /// The trace of the request that submitted it: its runs' spans are children of it.
+    pub trace_parent: TraceParent,
 }
 
 struct Inner {
@@ -228,6 +231,7 @@ impl Job {
             log_len: watch::channel(0).0,
             persister,
             checkpoints: CheckpointProgress::default(),
+            trace_parent: TraceParent::current(),
         }
     }
 
@@ -255,6 +259,7 @@ impl Job {
             inner: Mutex::new(inner),
             persister,
             checkpoints: CheckpointProgress::default(),
+            trace_parent: TraceParent::default(),
         }
     }
 

@@ -38,6 +38,7 @@ use crate::domain::{
     DatasetSpec, JobKind, JobSpec, JobStatus, ModelSpec, RangeTest, SpecError, UploadKind,
 };
 use crate::engine::EngineError;
+use crate::observability::{Metrics, Observability};
 use crate::store::{self, StateStore, StoreError};
 
 /// Settings of the job manager.
@@ -56,6 +57,8 @@ pub struct JobsConfig {
     /// A stored dataset whose features take more bytes than this is streamed from its
     /// shards instead of loaded into memory.
     pub max_in_memory_dataset_bytes: u64,
+    /// Where every job writes TensorBoard event files, if anywhere.
+    pub tensorboard_dir: Option<PathBuf>,
 }
 
 /// What the job manager refuses, and why.
@@ -156,6 +159,8 @@ struct Shared {
     scheduler: Arc<Scheduler>,
     /// Trained models loaded for predictions and exports.
     trained: trained_models::ModelCache,
+    /// This server's metrics and TensorBoard export, fed by the writer thread.
+    observability: Arc<Observability>,
 }
 
 impl JobManager {
@@ -182,7 +187,10 @@ impl JobManager {
         runner: Arc<dyn Runner>,
         stored: Vec<store::StoredJob>,
     ) -> Result<(Self, Recovered), JobError> {
-        let persister = Persister::spawn(store.clone())
+        let observability = Arc::new(Observability::new(config.tensorboard_dir.clone()).map_err(
+            |e| JobError::Internal(format!("cannot start the TensorBoard export: {e}")),
+        )?);
+        let persister = Persister::spawn(store.clone(), observability.clone())
             .map_err(|e| JobError::Internal(format!("cannot start the state writer: {e}")))?;
         let (scheduler, recovered) =
             Scheduler::open(stored, persister, runner, config.max_concurrent_jobs);
@@ -191,6 +199,7 @@ impl JobManager {
             store,
             scheduler,
             trained: trained_models::ModelCache::default(),
+            observability,
         });
         Ok((Self { shared }, recovered))
     }
@@ -417,7 +426,26 @@ impl JobManager {
     /// for them, writes everything out and ends every open stream. Returns how many jobs
     /// were still running at the deadline.
     pub fn shutdown(&self, grace: Duration) -> usize {
-        self.shared.scheduler.shutdown(grace)
+        let left = self.shared.scheduler.shutdown(grace);
+        self.shared.observability.flush();
+        left
+    }
+
+    /// This server's metrics (the RPC layer and the streams report to them).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.observability.metrics
+    }
+
+    /// Every metric in the OpenMetrics text format, the job counts as of now.
+    pub fn metrics_text(&self) -> String {
+        let statuses: Vec<JobStatus> = self
+            .shared
+            .scheduler
+            .jobs()
+            .iter()
+            .map(|j| j.status())
+            .collect();
+        self.metrics().render(statuses)
     }
 }
 

@@ -9,10 +9,12 @@
 
 use std::sync::Arc;
 use std::sync::mpsc;
+use std::time::Instant;
 
 use super::checkpoints::CheckpointWriter;
 use super::job::Job;
 use crate::domain::{Checkpoint, EventKind, JobEvent, RunId, RunInfo};
+use crate::observability::Observability;
 use crate::store::{StateStore, StoreError, Write};
 
 /// Writes handled per transaction at most.
@@ -34,12 +36,13 @@ pub(super) struct Persister {
 
 impl Persister {
     /// Starts the writer thread; it ends when the last `Persister` is dropped.
-    pub fn spawn(store: Arc<dyn StateStore>) -> std::io::Result<Self> {
+    /// What it commits is reported to `observe` (metrics, TensorBoard).
+    pub fn spawn(store: Arc<dyn StateStore>, observe: Arc<Observability>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel();
         let checkpoints = CheckpointWriter::spawn(store.clone())?;
         std::thread::Builder::new()
             .name("state-writer".into())
-            .spawn(move || run(&*store, &rx, &checkpoints))?;
+            .spawn(move || run(&*store, &rx, &checkpoints, &observe))?;
         Ok(Self { tx })
     }
 
@@ -146,7 +149,12 @@ fn fail_for_checkpoints(checkpoints: &CheckpointWriter) {
     }
 }
 
-fn run(store: &dyn StateStore, rx: &mpsc::Receiver<Persist>, checkpoints: &CheckpointWriter) {
+fn run(
+    store: &dyn StateStore,
+    rx: &mpsc::Receiver<Persist>,
+    checkpoints: &CheckpointWriter,
+    observe: &Observability,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -186,17 +194,32 @@ fn run(store: &dyn StateStore, rx: &mpsc::Receiver<Persist>, checkpoints: &Check
         }
         fail_for_checkpoints(checkpoints);
         let batch = rest;
+        let started = Instant::now();
         let failed = commit(store, &batch);
+        if batch
+            .iter()
+            .any(|p| matches!(p, Persist::Event(..) | Persist::Info(..)))
+        {
+            observe.store_committed(started.elapsed());
+        }
         let committed = |job: &Arc<Job>, generation: u64| {
             job.writes_current(Some(generation)) && !failed.iter().any(|f| Arc::ptr_eq(f, job))
         };
         // Everything committed is shown before anything else can fail a job, so a job
         // failed below keeps every event that is on disk; nothing else is shown.
         for p in &batch {
-            if let Persist::Event(job, e, g) = p
-                && committed(job, *g)
-            {
-                job.mark_durable(e.seq);
+            match p {
+                Persist::Event(job, e, g) if committed(job, *g) => {
+                    // Counted before it is shown: whoever saw an event sees it counted.
+                    observe.event_committed(&job.spec.name, e);
+                    job.mark_durable(e.seq);
+                }
+                Persist::Info(job, info)
+                    if job.writes_current(None) && !failed.iter().any(|f| Arc::ptr_eq(f, job)) =>
+                {
+                    observe.run_info_committed(&job.id, info);
+                }
+                _ => {}
             }
         }
         for p in &batch {

@@ -258,7 +258,7 @@ impl Scheduler {
     /// The body of a job thread: the runner's work, its outcome recorded, the next job
     /// started. A panic fails this job only.
     fn run(self: Arc<Self>, job: Arc<Job>) {
-        let span = tracing::info_span!("job", id = %job.id);
+        let span = job.trace_parent.job_span(&job.id);
         let _enter = span.enter();
         tracing::info!(name = %job.spec.name, kind = ?job.kind, "job started");
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {

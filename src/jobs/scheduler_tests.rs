@@ -158,6 +158,7 @@ fn setup(slots: usize, stored: Vec<StoredJob>) -> (Setup, Recovered) {
         max_model_bytes: 1 << 20,
         datasets_dir: state.path().join("datasets"),
         max_in_memory_dataset_bytes: 1 << 20,
+        tensorboard_dir: None,
     };
     let (jobs, recovered) = JobManager::with_runner(config, store, fake.clone(), stored).unwrap();
     let s = Setup {

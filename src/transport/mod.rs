@@ -13,6 +13,7 @@ use std::future::Future;
 use tokio::net::TcpListener;
 
 use crate::jobs::JobManager;
+use crate::observability::rpc::RpcLayer;
 
 /// Generated protobuf and gRPC code for `gradstream.v1`. Clients use `pb::trainer_client`.
 pub mod pb {
@@ -65,6 +66,8 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     tonic::transport::Server::builder()
+        // Every RPC: its trace span and its gradstream_grpc_requests metrics.
+        .layer(RpcLayer::new(jobs.metrics().clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
@@ -91,10 +94,13 @@ pub async fn set_not_serving(health: &tonic_health::server::HealthReporter) {
 }
 
 /// Runs blocking work (files, SQLite, libtorch) off the async threads and maps its error.
+/// The work runs in the caller's span (the RPC's), so a job submitted there is traced as
+/// its child.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, crate::jobs::JobError> + Send + 'static,
 ) -> Result<T, tonic::Status> {
-    tokio::task::spawn_blocking(work)
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(work))
         .await
         .map_err(status::from_task_error)?
         .map_err(status::from_job_error)

@@ -12,6 +12,7 @@ use super::pb::trainer_server::{Trainer, TrainerServer};
 use super::watch::{Feeds, WithWatch};
 use super::{blocking, convert, pb, status};
 use crate::jobs::{JobError, JobManager, JobQuery, JobSnapshot, Subscription};
+use crate::observability::{WatcherGuard, WatcherKind};
 
 /// Events buffered per watcher before the watcher's task waits for its client. The log
 /// itself is unbounded, so a slow client only ever delays itself.
@@ -59,9 +60,11 @@ const EXPORT_CHUNK: usize = 1 << 20;
 type ExportStream = Pin<Box<dyn Stream<Item = Result<pb::ExportChunk, Status>> + Send>>;
 
 /// Streams a subscription to the client; stops when the log ends or the client goes away.
-fn stream(mut sub: Subscription) -> EventStream {
+/// The stream's task holds `watcher`, so the stream is counted while it lives.
+fn stream(mut sub: Subscription, watcher: WatcherGuard) -> EventStream {
     let (tx, rx) = mpsc::channel(WATCH_BUFFER);
     tokio::spawn(async move {
+        let _watcher = watcher;
         loop {
             let batch = tokio::select! {
                 b = sub.next_batch() => b,
@@ -99,7 +102,8 @@ impl Trainer for TrainerService {
             .jobs
             .subscribe(&job.id, 1)
             .map_err(status::from_job_error)?;
-        Ok(Response::new(stream(sub)))
+        let watcher = self.jobs.metrics().watcher(WatcherKind::Train);
+        Ok(Response::new(stream(sub, watcher)))
     }
 
     type WatchJobStream = EventStream;
@@ -115,7 +119,8 @@ impl Trainer for TrainerService {
             .jobs
             .subscribe(&req.job_id, req.from_seq)
             .map_err(status::from_job_error)?;
-        Ok(Response::new(stream(sub)))
+        let watcher = self.jobs.metrics().watcher(WatcherKind::WatchJob);
+        Ok(Response::new(stream(sub, watcher)))
     }
 
     async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
@@ -208,7 +213,9 @@ impl Trainer for TrainerService {
             .map_err(status::from_job_error)?;
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
         let jobs = self.jobs.clone();
+        let watcher = self.jobs.metrics().watcher(WatcherKind::Train);
         tokio::spawn(async move {
+            let _watcher = watcher;
             // Whether the client got the test's last word: its result or why it ended.
             let mut last_word = false;
             let ended = loop {

@@ -319,8 +319,8 @@ pub fn python() -> std::path::PathBuf {
 }
 
 /// Runs a reference script from `tests/reference` with `args`; panics with its output if
-/// it fails.
-pub fn run_reference(script: &str, args: &[&Path]) {
+/// it fails. Returns what it printed.
+pub fn run_reference(script: &str, args: &[impl AsRef<std::ffi::OsStr>]) -> Vec<u8> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/reference")
         .join(script);
@@ -341,6 +341,7 @@ pub fn run_reference(script: &str, args: &[&Path]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    out.stdout
 }
 
 /// Seqs are 1, 2, 3… with no gaps or repeats.

@@ -26,6 +26,13 @@ impl ServerProcess {
         Self::spawn(cmd, data_dir, state_dir)
     }
 
+    /// The same, with extra environment variables (`GRADSTREAM_OTLP_ENDPOINT`, ...).
+    pub fn start_with_env(data_dir: &Path, state_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve").envs(env.iter().copied());
+        Self::spawn(cmd, data_dir, state_dir)
+    }
+
     /// The same, with the state directory on a `size` tmpfs (`"8m"`) of its own: the
     /// server runs in a private user and mount namespace (`unshare`) where the tmpfs is
     /// mounted over `state_dir`. Outside, the tmpfs is reached through [`Self::root`].

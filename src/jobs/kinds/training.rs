@@ -12,6 +12,7 @@ use crate::domain::{
 use crate::engine::{self, EngineError, Observer, StreamingOptions, TrainOutcome};
 use crate::jobs::kind::{Outcome, RunContext};
 use crate::jobs::stored_datasets;
+use crate::observability::EpochSpans;
 use crate::store::{StateStore, StoreError};
 
 use super::Kinds;
@@ -50,7 +51,10 @@ fn train(
     }
     let data = dataset(kinds, ctx)?;
     let resume = resume_point(&*kinds.store, ctx)?;
-    let mut observer = TrainingObserver { ctx };
+    let mut observer = TrainingObserver {
+        ctx,
+        epochs: EpochSpans::default(),
+    };
     match data {
         JobData::InMemory(data) => engine::train(
             spec,
@@ -154,6 +158,8 @@ fn resume_point(
 /// Feeds engine reports into the job's log and the writer.
 struct TrainingObserver<'c, 'j> {
     ctx: &'c RunContext<'j>,
+    /// The trace span of the epoch in progress.
+    epochs: EpochSpans,
 }
 
 impl Observer for TrainingObserver<'_, '_> {
@@ -166,10 +172,14 @@ impl Observer for TrainingObserver<'_, '_> {
     }
 
     fn iteration(&mut self, run: RunId, progress: IterationProgress) {
+        self.epochs.progress(run, progress.epoch);
         self.ctx.push_in(run, EventKind::Iteration(progress));
     }
 
     fn checkpoint(&mut self, run: RunId, checkpoint: Checkpoint) {
+        if checkpoint.iteration == 0 {
+            self.epochs.ended(run, checkpoint.epoch);
+        }
         // A mid-epoch checkpoint only matters to a job that will resume.
         if checkpoint.iteration > 0 && !self.ctx.stopping_for_shutdown() {
             return;

@@ -17,6 +17,7 @@ use tonic::codegen::http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::domain::JobEvent;
 use crate::jobs::{JobError, JobManager, Subscription};
+use crate::observability::{WatcherGuard, WatcherKind};
 use crate::transport::{pb, status};
 
 /// Encoded events a stream takes from the log at once (reference counts, not copies).
@@ -50,7 +51,8 @@ impl Feeds {
             }
         };
         drop(logs);
-        Ok(FeedStream::new(feed, from_seq))
+        let watcher = jobs.metrics().watcher(WatcherKind::WatchJob);
+        Ok(FeedStream::new(feed, from_seq, watcher))
     }
 
     /// Job `id` was deleted: its encoded log is freed now, and streams that had not read
@@ -162,10 +164,12 @@ pub struct FeedStream {
     grew: WatchStream<()>,
     /// The trailers were sent.
     done: bool,
+    /// Counts this stream in `gradstream_watchers` while it lives.
+    _watcher: WatcherGuard,
 }
 
 impl FeedStream {
-    fn new(feed: Arc<Feed>, from_seq: u64) -> Self {
+    fn new(feed: Arc<Feed>, from_seq: u64, watcher: WatcherGuard) -> Self {
         // Subscribed before the first read, so no growth after it goes unnoticed.
         let grew = WatchStream::from_changes(feed.grew.subscribe());
         Self {
@@ -174,6 +178,7 @@ impl FeedStream {
             taken: VecDeque::with_capacity(CATCH_UP),
             grew,
             done: false,
+            _watcher: watcher,
         }
     }
 
