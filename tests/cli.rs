@@ -240,9 +240,16 @@ fn client_commands_against_a_served_process_then_sigterm() {
             break;
         }
     }
+    // Keep reading while the server stops: a watcher whose stdout pipe is full stops
+    // reading its stream, and the server's graceful shutdown would wait on it.
+    let rest = std::thread::spawn(move || {
+        lines
+            .map(|l| serde_json::from_str::<Value>(&l.unwrap()).unwrap())
+            .collect::<Vec<_>>()
+    });
     let (status, log) = server.terminate();
     assert!(status.success(), "exit status {status:?}");
-    seen.extend(lines.map(|l| serde_json::from_str::<Value>(&l.unwrap()).unwrap()));
+    seen.extend(rest.join().unwrap());
     let last = seen.last().unwrap();
     assert_eq!(last["status"]["status"], "QUEUED", "{last}");
     assert!(
