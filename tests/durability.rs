@@ -549,3 +549,65 @@ async fn early_stopping_counts_its_patience_across_a_restart() {
     assert_eq!(metrics_by_epoch(&history), metrics_by_epoch(&reference));
     server.stop("TERM");
 }
+
+/// [`long_spec`] on the same rows as arrays (`long-x.npy`, `long-y.npy`).
+fn long_arrays_spec() -> pb::JobSpec {
+    let mut s = long_spec();
+    s.dataset = Some(pb::Dataset {
+        source: Some(pb::dataset::Source::Arrays(pb::ArrayDataset {
+            format: pb::ArrayFormat::Npy as i32,
+            features_path: "long-x.npy".into(),
+            labels_path: "long-y.npy".into(),
+            ..Default::default()
+        })),
+    });
+    s.shuffle_buffer = Some(500);
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_job_killed_mid_epoch_resumes_from_its_stored_copy_after_the_files_are_gone() {
+    let dirs = Dirs::new();
+    // 8,000 rows x 8 features = 256,000 bytes: streamed under a 64 KiB limit.
+    let env = [("GRADSTREAM_MAX_IN_MEMORY_DATASET_BYTES", "65536")];
+    let start = || ServerProcess::start_with_env(dirs.data.path(), dirs.state.path(), &env);
+    let long = dirs.data.path().as_os_str().to_os_string();
+    run_reference("write_arrays.py", &[long.as_os_str(), "long".as_ref()]);
+    let server = start();
+    let mut c = connect(&server).await;
+    let reference = train(&mut c, long_arrays_spec()).await;
+    assert_eq!(
+        statuses(&reference).last(),
+        Some(&pb::JobStatus::Succeeded),
+        "{}",
+        last_message(&reference)
+    );
+    let job = c
+        .submit_job(request(long_arrays_spec()))
+        .await
+        .unwrap()
+        .into_inner();
+    let seen = read_until(
+        &mut c,
+        &job.id,
+        |e| matches!(&e.kind, Some(Kind::Iteration(p)) if p.epoch >= 4 && p.iteration >= 30),
+    )
+    .await;
+    let (status, _) = server.stop("KILL");
+    assert!(!status.success());
+    // The source files are gone: only the server's stored copy can resume the job.
+    for f in ["long-x.npy", "long-y.npy"] {
+        std::fs::remove_file(dirs.data.path().join(f)).unwrap();
+    }
+    let server = start();
+    let mut c = connect(&server).await;
+    check_resumed_history(&mut c, &job.id, &seen, &reference).await;
+    let history = watch(&mut c, &job.id, 1).await;
+    assert!(
+        history.iter().any(|e| matches!(&e.kind, Some(Kind::Status(s))
+            if s.message.contains("streaming 8000 rows") && s.message.contains("shuffle buffer 500 rows"))),
+        "the job streamed: {}",
+        last_message(&history)
+    );
+    server.stop("TERM");
+}

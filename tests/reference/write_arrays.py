@@ -1,7 +1,9 @@
 """Writes labelled arrays with NumPy itself, for tests/arrays.rs: the files a user's
 numpy.save / numpy.savez_compressed produce, and MNIST-format IDX files.
 
-usage: write_arrays.py OUT_DIR
+usage: write_arrays.py OUT_DIR          the files of tests/arrays.rs
+       write_arrays.py OUT_DIR long     long-x.npy, long-y.npy: 8,000 rows x 8 features,
+                                        2 classes (the job of tests/durability.rs)
 """
 import sys
 from pathlib import Path
@@ -10,6 +12,15 @@ import numpy as np
 
 out = Path(sys.argv[1])
 rng = np.random.default_rng(7)
+
+if sys.argv[2:] == ["long"]:
+    # Rows in random order: a shuffle buffer mixes only what it holds, so a file sorted by
+    # class would give it one class at a time.
+    y = rng.permutation(np.repeat([0, 1], 4000))
+    x = rng.normal(size=(8000, 8)) + y[:, None] * 0.75
+    np.save(out / "long-x.npy", x.astype(np.float32))
+    np.save(out / "long-y.npy", y.astype(np.int64))
+    sys.exit(0)
 
 # A table: 3 Gaussian clusters in 4 dimensions, class ids 0, 5 and 9 (not 0..k-1).
 ids = np.array([0, 5, 9])
