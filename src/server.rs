@@ -42,7 +42,12 @@ pub struct RunningServer {
     pub jobs: JobManager,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServeError>>,
+    /// The HTTP server, which stops once the jobs are stopped.
+    http_task: Option<JoinHandle<()>>,
 }
+
+/// How long a shutdown waits for HTTP requests in flight (downloads) after gRPC closed.
+const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl RunningServer {
     /// Graceful shutdown; returns when the server has closed.
@@ -53,10 +58,16 @@ impl RunningServer {
 
     /// Waits until the server closes (after a shutdown).
     pub async fn wait(self) -> Result<(), ServeError> {
-        match self.task.await {
+        let served = match self.task.await {
             Ok(r) => r,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        if let Some(http) = self.http_task
+            && tokio::time::timeout(HTTP_DRAIN, http).await.is_err()
+        {
+            tracing::warn!("HTTP requests still open {HTTP_DRAIN:?} after the shutdown; closing");
         }
+        served
     }
 
     /// Starts a graceful shutdown without waiting for it.
@@ -148,14 +159,14 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, StartError> {
         health_service,
         shutdown,
     ));
-    let http_addr = match http_listener {
+    let (http_addr, http_task) = match http_listener {
         Some((listener, http_addr)) => {
             let router = http::router(http::HttpState {
                 jobs: jobs.clone(),
                 shutdown: http_stopped.clone(),
             });
             let mut stopped = http_stopped;
-            tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 let stop = async move {
                     let _ = stopped.wait_for(|&s| s).await;
                 };
@@ -164,9 +175,9 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, StartError> {
                 }
             });
             tracing::info!("dashboard on http://{http_addr}/");
-            Some(http_addr)
+            (Some(http_addr), Some(task))
         }
-        None => None,
+        None => (None, None),
     };
     tracing::info!(
         device = %engine::device_name(device),
@@ -181,6 +192,7 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, StartError> {
         jobs,
         stop: Some(stop_tx),
         task,
+        http_task,
     })
 }
 

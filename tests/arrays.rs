@@ -188,7 +188,7 @@ async fn malformed_arrays_fail_naming_the_file_array_and_index() {
         ),
         (
             arrays(pb::ArrayFormat::Npy, "truncated-x.npy", "table-y.npy"),
-            &["truncated-x.npy", "the data ends in row", "truncated"],
+            &["truncated-x.npy", "holds", "the file is truncated"],
         ),
         (
             arrays(pb::ArrayFormat::Npy, "table-x.npy", "images-y.npy"),
@@ -254,8 +254,9 @@ fn statuses(events: &[pb::JobEvent]) -> Vec<(i32, String)> {
 
 #[tokio::test]
 async fn a_dataset_larger_than_memory_allows_is_streamed_from_its_stored_copy() {
-    // 300 rows x 4 features = 4,800 bytes: above a 1 KiB limit, so streamed.
-    let ts = TestServer::start_with(|c| c.max_in_memory_dataset_bytes = 1024).await;
+    // 300 rows x 4 features = 4,800 bytes: above a 2 KiB limit, so streamed; its shuffle
+    // buffer and validation split, (32 + 75) rows x 16 bytes, fit.
+    let ts = TestServer::start_with(|c| c.max_in_memory_dataset_bytes = 2048).await;
     run_reference("write_arrays.py", &[ts.data_path()]);
     let mut c = ts.client().await;
     let mut s = spec(0, 0, 8);
@@ -296,6 +297,13 @@ async fn a_dataset_larger_than_memory_allows_is_streamed_from_its_stored_copy() 
     });
     let err = c.submit_job(request(r)).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let mut big = s.clone();
+    big.shuffle_buffer = Some(1000);
+    let e = c.submit_job(request(big)).await.unwrap_err();
+    assert!(
+        e.message().contains("spec.shuffle_buffer") && e.message().contains("(225 rows)"),
+        "a buffer that does not fit the memory limit is refused: {e:?}"
+    );
     assert!(
         err.message().contains("spec.resampling")
             && err.message().contains("--max-in-memory-dataset-bytes"),

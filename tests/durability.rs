@@ -568,8 +568,9 @@ fn long_arrays_spec() -> pb::JobSpec {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_job_killed_mid_epoch_resumes_from_its_stored_copy_after_the_files_are_gone() {
     let dirs = Dirs::new();
-    // 8,000 rows x 8 features = 256,000 bytes: streamed under a 64 KiB limit.
-    let env = [("GRADSTREAM_MAX_IN_MEMORY_DATASET_BYTES", "65536")];
+    // 8,000 rows x 8 features = 256,000 bytes: streamed under a 128 KiB limit, which its
+    // shuffle buffer and validation split, (500 + 1,600) rows x 32 bytes, fit.
+    let env = [("GRADSTREAM_MAX_IN_MEMORY_DATASET_BYTES", "131072")];
     let start = || ServerProcess::start_with_env(dirs.data.path(), dirs.state.path(), &env);
     let long = dirs.data.path().as_os_str().to_os_string();
     run_reference("write_arrays.py", &[long.as_os_str(), "long".as_ref()]);

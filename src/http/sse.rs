@@ -67,7 +67,14 @@ fn first_seq(params: &HashMap<String, String>, headers: &HeaderMap) -> Result<u6
                 format!("'{text}' is not an event seq; send the id: of the last event received, a whole number"),
             )
         })?;
-        return Ok(seq + 1);
+        return seq.checked_add(1).ok_or_else(|| {
+            SpecError::new(
+                "Last-Event-ID",
+                format!(
+                    "'{text}' is beyond every event seq; send the id: of the last event received"
+                ),
+            )
+        });
     }
     match params.get("from_seq") {
         None => Ok(1),

@@ -35,7 +35,8 @@ pub use trained_models::{EvalData, ExportFormat, ExportedFile, Predictions};
 
 use crate::data::{self, DataError};
 use crate::domain::{
-    DatasetSpec, JobKind, JobSpec, JobStatus, ModelSpec, RangeTest, SpecError, UploadKind,
+    DEFAULT_SHUFFLE_BUFFER, DatasetSpec, JobKind, JobSpec, JobStatus, ModelSpec, RangeTest,
+    SpecError, UploadKind,
 };
 use crate::engine::EngineError;
 use crate::observability::{Metrics, Observability};
@@ -128,6 +129,8 @@ impl From<DataError> for JobError {
     fn from(e: DataError) -> Self {
         match e {
             DataError::Spec(s) => Self::InvalidSpec(s),
+            // The server's own copy, not the client's data.
+            e @ DataError::Stored { .. } => Self::Internal(e.to_string()),
             other => Self::InvalidData(other),
         }
     }
@@ -307,10 +310,12 @@ impl JobManager {
                 let m = &stored.manifest;
                 let counts = m.class_counts.iter().map(|&n| n as usize).collect();
                 let shape = (m.labels.clone(), m.width, counts);
-                if stored_datasets::fits_in_memory(&stored, config.max_in_memory_dataset_bytes) {
-                    (Some(stored.load()?), shape)
-                } else {
+                arrays.streamed =
+                    !stored_datasets::fits_in_memory(&stored, config.max_in_memory_dataset_bytes);
+                if arrays.streamed {
                     (None, shape)
+                } else {
+                    (Some(stored.load()?), shape)
                 }
             }
             other => {
@@ -331,7 +336,12 @@ impl JobManager {
             .into());
         }
         if dataset.is_none() {
-            streamable(spec, &class_counts, config.max_in_memory_dataset_bytes)?;
+            streamable(
+                spec,
+                width,
+                &class_counts,
+                config.max_in_memory_dataset_bytes,
+            )?;
         }
         spec.validate_class_weights(Some(&labels))?;
         spec.validate_inputs(width as u64)?;
@@ -474,8 +484,14 @@ fn parse_token(token: &str) -> Result<(i64, String), JobError> {
 
 /// The job of a request id seen before, if this request asks for the same job.
 /// Refuses what a streamed dataset cannot do: the remedies that draw from every training
-/// row at once.
-fn streamable(spec: &JobSpec, class_counts: &[usize], limit: u64) -> Result<(), SpecError> {
+/// row at once, and a shuffle buffer and validation split that would not fit in the
+/// memory the server keeps for rows (`limit` bytes).
+fn streamable(
+    spec: &JobSpec,
+    width: usize,
+    class_counts: &[usize],
+    limit: u64,
+) -> Result<(), SpecError> {
     let rows: usize = class_counts.iter().sum();
     let why = |field: &str, what: &str| {
         SpecError::new(
@@ -490,6 +506,26 @@ fn streamable(spec: &JobSpec, class_counts: &[usize], limit: u64) -> Result<(), 
     }
     if spec.ensemble.is_some() {
         return Err(why("spec.ensemble", "balanced bagging"));
+    }
+    let train: usize = data::train_counts(class_counts, spec.validation_fraction)
+        .iter()
+        .sum();
+    let validation = rows - train;
+    let buffer = (spec.shuffle_buffer.unwrap_or(DEFAULT_SHUFFLE_BUFFER) as usize).min(train);
+    let row_bytes = width as u64 * 4;
+    let held = (buffer + validation) as u64 * row_bytes;
+    if held > limit {
+        let field = if buffer as u64 * row_bytes > limit / 2 {
+            "spec.shuffle_buffer"
+        } else {
+            "spec.validation_fraction"
+        };
+        return Err(SpecError::new(
+            field,
+            format!(
+                "a streamed dataset holds its shuffle buffer ({buffer} rows) and its validation split ({validation} rows) in memory: {held} bytes of {width} features, more than --max-in-memory-dataset-bytes ({limit}); lower shuffle_buffer or validation_fraction"
+            ),
+        ));
     }
     Ok(())
 }

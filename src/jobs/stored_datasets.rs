@@ -28,7 +28,20 @@ pub(super) fn store_arrays(
     let (fingerprint, bytes) = fingerprint(spec, &files)?;
     let dir = root.join(&fingerprint);
     let _one = INGEST.lock().unwrap_or_else(|e| e.into_inner());
-    if !dir.join("manifest.json").exists() {
+    if dir.join("manifest.json").exists() {
+        match ShardedDataset::open(&dir) {
+            Ok(stored) => return Ok((fingerprint, Arc::new(stored))),
+            // A damaged copy is written again from the files, which are at hand.
+            Err(e) => {
+                tracing::warn!(error = %e, "a stored dataset is damaged; storing it again");
+                std::fs::remove_dir_all(&dir).map_err(|e| DataError::Stored {
+                    path: dir.display().to_string(),
+                    message: e.to_string(),
+                })?;
+            }
+        }
+    }
+    {
         std::fs::create_dir_all(root).map_err(|e| DataError::Stored {
             path: root.display().to_string(),
             message: e.to_string(),

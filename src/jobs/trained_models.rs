@@ -148,7 +148,25 @@ impl JobManager {
                 (flat, actual)
             }
             EvalData::Dataset(spec) => {
-                let ds = data::load(&spec, &self.shared.config.data_dir, &*self.shared.store)
+                let config = &self.shared.config;
+                if let DatasetSpec::Arrays(a) = &spec {
+                    // Evaluated in memory: refuse before reading more than the limit.
+                    let arrays = data::open_arrays(a, &config.data_dir).map_err(eval_data_error)?;
+                    let bytes = (arrays.rows() as u64).saturating_mul(arrays.width() as u64 * 4);
+                    if bytes > config.max_in_memory_dataset_bytes {
+                        return Err(SpecError::new(
+                            "arrays",
+                            format!(
+                                "{} rows x {} features is {bytes} bytes, more than Evaluate reads into memory (--max-in-memory-dataset-bytes, {}); evaluate a sample of the rows",
+                                arrays.rows(),
+                                arrays.width(),
+                                config.max_in_memory_dataset_bytes
+                            ),
+                        )
+                        .into());
+                    }
+                }
+                let ds = data::load(&spec, &config.data_dir, &*self.shared.store)
                     .map_err(eval_data_error)?;
                 dataset_rows(&ds, &snap)?
             }

@@ -8,12 +8,14 @@
 //! latency being the stream's whole life; a stream whose client goes away before its end is
 //! counted `CANCELLED`.
 
+use std::collections::HashSet;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http_body::{Body, Frame, SizeHint};
+use prost::Message;
 use tracing::{Instrument, Span};
 
 use super::metrics::Metrics;
@@ -63,7 +65,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let method = request.uri().path().trim_start_matches('/').to_string();
+        let method = known_method(request.uri().path());
         let span = traces::rpc_span(request.headers(), &method);
         let mut call = Call {
             metrics: self.metrics.clone(),
@@ -190,5 +192,70 @@ fn code_name(code: i32) -> &'static str {
         15 => "DATA_LOSS",
         16 => "UNAUTHENTICATED",
         _ => "UNKNOWN",
+    }
+}
+
+/// The method label of a request path: `package.Service/Method` for a method the server
+/// has (from the descriptors it serves), else `unknown`, so that clients cannot add label
+/// values without bound.
+fn known_method(path: &str) -> String {
+    static KNOWN: OnceLock<HashSet<String>> = OnceLock::new();
+    let known = KNOWN.get_or_init(|| {
+        let mut names: HashSet<String> = [
+            "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        for set in [
+            crate::transport::pb::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ] {
+            let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
+                continue;
+            };
+            for file in set.file {
+                for service in &file.service {
+                    for method in &service.method {
+                        names.insert(format!(
+                            "{}.{}/{}",
+                            file.package(),
+                            service.name(),
+                            method.name()
+                        ));
+                    }
+                }
+            }
+        }
+        names
+    });
+    let method = path.trim_start_matches('/');
+    if known.contains(method) {
+        method.to_string()
+    } else {
+        "unknown".to_string()
+    }
+}
+
+#[cfg(test)]
+mod method_tests {
+    use super::known_method;
+
+    #[test]
+    fn only_our_services_name_their_methods() {
+        assert_eq!(
+            known_method("/gradstream.v1.Trainer/GetJob"),
+            "gradstream.v1.Trainer/GetJob"
+        );
+        assert_eq!(
+            known_method("/grpc.health.v1.Health/Check"),
+            "grpc.health.v1.Health/Check"
+        );
+        assert_eq!(known_method("/x12345/Y"), "unknown");
+        assert_eq!(
+            known_method("/gradstream.v1.Trainer/NoSuchMethod"),
+            "unknown"
+        );
     }
 }

@@ -86,14 +86,16 @@ impl StreamingLoader {
                     .count()
             })
             .sum();
+        let samples = m.rows as usize - held_rows;
         Self {
-            samples: m.rows as usize - held_rows,
+            samples,
             data,
             held_out,
             normalizer,
             options: StreamingOptions {
                 batch_size: options.batch_size.max(1),
-                shuffle_buffer: options.shuffle_buffer.max(1),
+                // More than every training row would only allocate.
+                shuffle_buffer: options.shuffle_buffer.min(samples).max(1),
                 prefetch: options.prefetch.max(1),
             },
             seed,
@@ -182,9 +184,16 @@ impl Iterator for Batches<'_> {
                 self.rx = None;
                 None
             }
-            // The producer ended: the epoch is complete.
+            // The producer ended: the epoch is complete, unless it panicked.
             Err(_) => {
                 self.rx = None;
+                if let Some(t) = self.thread.take()
+                    && t.join().is_err()
+                {
+                    self.loader.error = Some(EngineError::Internal(
+                        "the batch producer failed; see the server log".into(),
+                    ));
+                }
                 None
             }
         }

@@ -110,15 +110,17 @@ pub(super) fn dataset(kinds: &Kinds, ctx: &RunContext<'_>) -> Result<JobData, En
     }
     let config = &kinds.config;
     match &ctx.spec().dataset {
+        // Streamed or not as decided at submit, whatever the server's limit is now.
         DatasetSpec::Arrays(ArraysSpec {
             stored: Some(fingerprint),
+            streamed,
             ..
         }) => {
             let stored = stored_datasets::open(&config.datasets_dir, fingerprint).map_err(lost)?;
-            if stored_datasets::fits_in_memory(&stored, config.max_in_memory_dataset_bytes) {
-                Ok(JobData::InMemory(stored.load().map_err(lost)?))
-            } else {
+            if *streamed {
                 Ok(JobData::Streamed(stored))
+            } else {
+                Ok(JobData::InMemory(stored.load().map_err(lost)?))
             }
         }
         other => Ok(JobData::InMemory(

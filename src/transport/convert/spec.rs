@@ -269,6 +269,7 @@ impl TryFrom<pb::ArrayDataset> for ArraysSpec {
             features_array: a.features_array,
             labels_array: a.labels_array,
             stored: None,
+            streamed: false,
         })
     }
 }

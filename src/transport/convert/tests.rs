@@ -117,6 +117,7 @@ impl Gen {
                     labels_array: self.text(),
                     // Filled by the server, never sent by a client.
                     stored: None,
+                    streamed: false,
                 })
             }
             0 => {

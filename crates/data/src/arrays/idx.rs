@@ -14,6 +14,7 @@ pub fn open_idx(path: &Path, shown: &str, name: &str) -> Result<ArrayReader, Arr
         message,
     };
     let file = File::open(path).map_err(|e| error(format!("cannot be opened: {e}")))?;
+    let len = file.metadata().map(|m| m.len()).ok();
     let mut source = BufReader::with_capacity(1 << 16, file);
     let truncated = |_| error("ends inside the IDX header; the file is truncated".into());
     let mut magic = [0u8; 4];
@@ -40,12 +41,14 @@ pub fn open_idx(path: &Path, shown: &str, name: &str) -> Result<ArrayReader, Arr
         source.read_exact(&mut d).map_err(truncated)?;
         shape.push(u32::from_be_bytes(d) as usize);
     }
-    Ok(ArrayReader::new(
+    let header_bytes = 4 + 4 * shape.len() as u64;
+    ArrayReader::new(
         ArrayHeader { element, shape },
         shown.to_string(),
         name.to_string(),
         Box::new(source),
-    ))
+        len.map(|l| l.saturating_sub(header_bytes)),
+    )
 }
 
 #[cfg(test)]

@@ -66,7 +66,46 @@ impl ArrayHeader {
     pub fn row_len(&self) -> usize {
         self.shape.iter().skip(1).product()
     }
+
+    /// Refuses a shape whose sizes overflow, a row of more than [`MAX_ROW_VALUES`] values,
+    /// or more data than the `available` bytes after the header (when known): a header is
+    /// checked before anything is allocated from it.
+    fn check(&self, where_: &str, available: Option<u64>) -> Result<(), ArrayError> {
+        let error = |message: String| ArrayError::File {
+            where_: where_.to_string(),
+            message,
+        };
+        let row_len = self
+            .shape
+            .iter()
+            .skip(1)
+            .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+            .filter(|&n| n <= MAX_ROW_VALUES)
+            .ok_or_else(|| {
+                error(format!(
+                    "declares rows of shape {:?}, more than {MAX_ROW_VALUES} values each",
+                    &self.shape[1.min(self.shape.len())..]
+                ))
+            })?;
+        let bytes = (self.rows() as u64)
+            .checked_mul(row_len)
+            .and_then(|n| n.checked_mul(self.element.size() as u64));
+        match (bytes, available) {
+            (None, _) => Err(error(format!(
+                "declares shape {:?}, which overflows",
+                self.shape
+            ))),
+            (Some(b), Some(a)) if b > a => Err(error(format!(
+                "declares shape {:?} ({b} bytes of data) but holds {a} bytes after its header; the file is truncated or its header is wrong",
+                self.shape
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
+
+/// Values one row of an array may hold (64 MiB of float32).
+pub const MAX_ROW_VALUES: u64 = 1 << 24;
 
 /// An array being read: its header, then its elements row by row.
 pub struct ArrayReader {
@@ -81,20 +120,24 @@ pub struct ArrayReader {
 }
 
 impl ArrayReader {
+    /// A reader of `header`'s data from `source`, which holds `available` bytes after the
+    /// header (when known); fails if the header does not fit them.
     fn new(
         header: ArrayHeader,
         where_: String,
         name: String,
         source: Box<dyn Read + Send>,
-    ) -> Self {
-        Self {
+        available: Option<u64>,
+    ) -> Result<Self, ArrayError> {
+        header.check(&where_, available)?;
+        Ok(Self {
             header,
             where_,
             name,
             source,
             row: 0,
             buf: Vec::new(),
-        }
+        })
     }
 
     /// Rows not yet read.

@@ -15,14 +15,16 @@ const MAX_HEADER: usize = 1 << 20;
 /// Opens `path` (shown as `shown` in messages) as the array `name`.
 pub fn open_npy(path: &Path, shown: &str, name: &str) -> Result<ArrayReader, ArrayError> {
     let file = File::open(path).map_err(|e| file_error(shown, format!("cannot be opened: {e}")))?;
+    let len = file.metadata().map(|m| m.len()).ok();
     let mut source = BufReader::with_capacity(1 << 16, file);
-    let header = read_header(&mut source, shown)?;
-    Ok(ArrayReader::new(
+    let (header, header_bytes) = read_header(&mut source, shown)?;
+    ArrayReader::new(
         header,
         shown.to_string(),
         name.to_string(),
         Box::new(source),
-    ))
+        len.map(|l| l.saturating_sub(header_bytes)),
+    )
 }
 
 /// Opens member `name` (`name.npy` in the archive) of the `.npz` at `path`.
@@ -46,7 +48,7 @@ pub fn open_npz_member(path: &Path, shown: &str, name: &str) -> Result<ArrayRead
             ),
         ));
     }
-    let (start, compressed, method) = {
+    let (start, compressed, method, size) = {
         let entry = archive
             .by_name(&member)
             .map_err(|e| file_error(shown, format!("cannot read member {member}: {e}")))?;
@@ -54,6 +56,7 @@ pub fn open_npz_member(path: &Path, shown: &str, name: &str) -> Result<ArrayRead
             entry.data_start(),
             entry.compressed_size(),
             entry.compression(),
+            entry.size(),
         )
     };
     let where_ = format!("{shown}:{member}");
@@ -71,8 +74,9 @@ pub fn open_npz_member(path: &Path, shown: &str, name: &str) -> Result<ArrayRead
             ));
         }
     };
-    let header = read_header(&mut source, &where_)?;
-    Ok(ArrayReader::new(header, where_, name.to_string(), source))
+    let (header, header_bytes) = read_header(&mut source, &where_)?;
+    let available = Some(size.saturating_sub(header_bytes));
+    ArrayReader::new(header, where_, name.to_string(), source, available)
 }
 
 fn file_error(where_: &str, message: String) -> ArrayError {
@@ -82,8 +86,8 @@ fn file_error(where_: &str, message: String) -> ArrayError {
     }
 }
 
-/// Reads the magic, version and header dictionary.
-fn read_header(source: &mut dyn Read, where_: &str) -> Result<ArrayHeader, ArrayError> {
+/// Reads the magic, version and header dictionary; with the header's length in bytes.
+fn read_header(source: &mut dyn Read, where_: &str) -> Result<(ArrayHeader, u64), ArrayError> {
     let truncated = |_| {
         file_error(
             where_,
@@ -98,16 +102,16 @@ fn read_header(source: &mut dyn Read, where_: &str) -> Result<ArrayHeader, Array
             "is not a .npy file (no \\x93NUMPY magic); write it with numpy.save".into(),
         ));
     }
-    let len = match lead[6] {
+    let (len, len_bytes) = match lead[6] {
         1 => {
             let mut b = [0u8; 2];
             source.read_exact(&mut b).map_err(truncated)?;
-            usize::from(u16::from_le_bytes(b))
+            (usize::from(u16::from_le_bytes(b)), 2)
         }
         2 | 3 => {
             let mut b = [0u8; 4];
             source.read_exact(&mut b).map_err(truncated)?;
-            u32::from_le_bytes(b) as usize
+            (u32::from_le_bytes(b) as usize, 4)
         }
         v => {
             return Err(file_error(
@@ -129,7 +133,9 @@ fn read_header(source: &mut dyn Read, where_: &str) -> Result<ArrayHeader, Array
     source.read_exact(&mut text).map_err(truncated)?;
     let text = String::from_utf8(text)
         .map_err(|_| file_error(where_, "has a header that is not text".into()))?;
-    parse_dict(&text).map_err(|m| file_error(where_, format!("header {}: {m}", text.trim())))
+    let header = parse_dict(&text)
+        .map_err(|m| file_error(where_, format!("header {}: {m}", text.trim())))?;
+    Ok((header, 8 + len_bytes + len as u64))
 }
 
 /// `{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }`.
@@ -237,13 +243,24 @@ pub(crate) mod tests {
         assert!(!r.next_row(&mut row).unwrap());
         r.finish().unwrap();
 
+        // A header that promises more than the file holds fails before anything is read or
+        // allocated from it, as does one whose sizes overflow.
         std::fs::write(&path, npy_bytes("<f4", &[4, 2], &data)).unwrap();
-        let mut r = open_npy(&path, "x.npy", "features").unwrap();
-        for _ in 0..3 {
-            r.next_row(&mut row).unwrap();
-        }
-        let e = r.next_row(&mut row).unwrap_err().to_string();
-        assert!(e.starts_with("x.npy: the data ends in row 3 of 4"), "{e}");
+        let e = open_npy(&path, "x.npy", "features")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.starts_with("x.npy: declares shape [4, 2] (32 bytes of data) but holds 24"),
+            "{e}"
+        );
+        let huge = usize::MAX / 2;
+        std::fs::write(&path, npy_bytes("<f4", &[2, huge, 4], &data)).unwrap();
+        let e = open_npy(&path, "x.npy", "features")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("more than 16777216 values"), "{e}");
 
         std::fs::write(&path, npy_bytes("<f4", &[2, 2], &data)).unwrap();
         let mut r = open_npy(&path, "x.npy", "features").unwrap();

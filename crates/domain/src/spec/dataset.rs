@@ -54,6 +54,11 @@ pub struct ArraysSpec {
     /// on (a resumed job reads it, never the files again).
     #[serde(default)]
     pub stored: Option<String>,
+    /// Filled by the server at submit: the stored copy is streamed (too large to load).
+    /// Kept with the job, so a resumed job trains the same way whatever the server's
+    /// limit is then.
+    #[serde(default)]
+    pub streamed: bool,
 }
 
 impl ArraysSpec {

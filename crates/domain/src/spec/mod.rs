@@ -205,6 +205,7 @@ impl JobSpec {
         let mut s = self.clone();
         if let DatasetSpec::Arrays(a) = &mut s.dataset {
             a.stored = None;
+            a.streamed = false;
         }
         if let ModelSpec::TorchScript(t) = &mut s.model {
             t.file = Default::default();
