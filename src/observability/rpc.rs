@@ -15,7 +15,6 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http_body::{Body, Frame, SizeHint};
-use prost::Message;
 use tracing::{Instrument, Span};
 
 use super::metrics::Metrics;
@@ -200,36 +199,7 @@ fn code_name(code: i32) -> &'static str {
 /// values without bound.
 fn known_method(path: &str) -> String {
     static KNOWN: OnceLock<HashSet<String>> = OnceLock::new();
-    let known = KNOWN.get_or_init(|| {
-        let mut names: HashSet<String> = [
-            "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-            "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect();
-        for set in [
-            crate::transport::pb::FILE_DESCRIPTOR_SET,
-            tonic_health::pb::FILE_DESCRIPTOR_SET,
-        ] {
-            let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
-                continue;
-            };
-            for file in set.file {
-                for service in &file.service {
-                    for method in &service.method {
-                        names.insert(format!(
-                            "{}.{}/{}",
-                            file.package(),
-                            service.name(),
-                            method.name()
-                        ));
-                    }
-                }
-            }
-        }
-        names
-    });
+    let known = KNOWN.get_or_init(crate::transport::method_names);
     let method = path.trim_start_matches('/');
     if known.contains(method) {
         method.to_string()

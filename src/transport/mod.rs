@@ -105,3 +105,37 @@ async fn blocking<T: Send + 'static>(
         .map_err(status::from_task_error)?
         .map_err(status::from_job_error)
 }
+
+/// Every gRPC method the server serves, as `package.Service/Method` (from the descriptors
+/// it serves by reflection): the names the request metrics may use as labels.
+pub fn method_names() -> std::collections::HashSet<String> {
+    use prost::Message;
+    let mut names: std::collections::HashSet<String> = [
+        "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    for set in [
+        pb::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+    ] {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
+            continue;
+        };
+        for file in &set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    names.insert(format!(
+                        "{}.{}/{}",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
+                }
+            }
+        }
+    }
+    names
+}
