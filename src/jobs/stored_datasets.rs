@@ -25,7 +25,7 @@ pub(super) fn store_arrays(
     root: &Path,
 ) -> Result<(String, Arc<ShardedDataset>), DataError> {
     let files = data::array_files(spec, data_dir)?;
-    let (fingerprint, bytes) = fingerprint(spec, &files)?;
+    let (fingerprint, bytes) = fingerprint_of(spec, &files)?;
     let dir = root.join(&fingerprint);
     let _one = INGEST.lock().unwrap_or_else(|e| e.into_inner());
     if dir.join("manifest.json").exists() {
@@ -52,6 +52,15 @@ pub(super) fn store_arrays(
             bytes,
         };
         ingest_arrays(data::open_arrays(spec, data_dir)?, &dir, source)?;
+        // The files are read twice (hashed, then stored): a file replaced in between would
+        // leave other rows under this fingerprint, so the copy is kept only if they match.
+        if fingerprint_of(spec, &files)?.0 != fingerprint {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(DataError::Spec(crate::domain::SpecError::new(
+                "spec.dataset.arrays",
+                "the files changed while the server was storing them; submit again once they are written",
+            )));
+        }
     }
     Ok((fingerprint, Arc::new(ShardedDataset::open(&dir)?)))
 }
@@ -69,7 +78,7 @@ pub(super) fn fits_in_memory(data: &ShardedDataset, limit: u64) -> bool {
 
 /// SHA-256 over what decides the stored rows: the format, the archive's member names and
 /// every file's bytes (each preceded by its length); with the files' total size.
-fn fingerprint(
+fn fingerprint_of(
     spec: &ArraysSpec,
     files: &[std::path::PathBuf],
 ) -> Result<(String, u64), DataError> {
