@@ -92,17 +92,9 @@ fn job_query(params: &HashMap<String, String>) -> Result<JobQuery, SpecError> {
     Ok(query)
 }
 
-const STATUSES: [JobStatus; 5] = [
-    JobStatus::Queued,
-    JobStatus::Running,
-    JobStatus::Succeeded,
-    JobStatus::Failed,
-    JobStatus::Cancelled,
-];
-
 fn parse_status(s: &str) -> Result<JobStatus, SpecError> {
     let s = s.trim();
-    STATUSES
+    JobStatus::ALL
         .into_iter()
         .find(|st| st.as_str().eq_ignore_ascii_case(s))
         .ok_or_else(|| {

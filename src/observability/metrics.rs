@@ -20,15 +20,6 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::domain::{EventKind, JobEvent, JobStatus, RunInfo};
 
-/// Every status a job can have, for the `gradstream_jobs` gauge.
-const STATUSES: [JobStatus; 5] = [
-    JobStatus::Queued,
-    JobStatus::Running,
-    JobStatus::Succeeded,
-    JobStatus::Failed,
-    JobStatus::Cancelled,
-];
-
 /// Epoch durations: 10 ms to about 20 minutes.
 const EPOCH_SECONDS: [f64; 12] = [
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 300.0, 1200.0,
@@ -235,7 +226,7 @@ impl Metrics {
     /// can never drift).
     pub fn render(&self, statuses: impl IntoIterator<Item = JobStatus>) -> String {
         let _one = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
-        let mut counts: HashMap<JobStatus, i64> = STATUSES.iter().map(|s| (*s, 0)).collect();
+        let mut counts: HashMap<JobStatus, i64> = JobStatus::ALL.iter().map(|s| (*s, 0)).collect();
         for s in statuses {
             *counts.entry(s).or_default() += 1;
         }
