@@ -80,6 +80,15 @@ impl HeldOut {
         Self { bits }
     }
 
+    /// Rows held out, over all classes.
+    pub fn count(&self) -> usize {
+        self.bits
+            .iter()
+            .flatten()
+            .map(|w| w.count_ones() as usize)
+            .sum()
+    }
+
     /// Whether the `ordinal`-th row of `class` is a validation row.
     pub fn is_held_out(&self, class: usize, ordinal: usize) -> bool {
         self.bits[class][ordinal / 64] & (1 << (ordinal % 64)) != 0
@@ -214,11 +223,14 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         d.targets.shuffle(&mut rng);
         for (fraction, seed) in [(0.2, 1), (0.5, 99), (0.0, 3), (0.89, 12345)] {
+            let split = stratified_split(&d, fraction, seed);
             assert_eq!(
-                stratified_split(&d, fraction, seed),
+                split,
                 shuffled_row_lists(&d, fraction, seed),
                 "fraction {fraction}, seed {seed}"
             );
+            let mask = HeldOut::new(&d.class_counts(), fraction, seed);
+            assert_eq!(mask.count(), split.validation.len());
         }
     }
 
