@@ -576,7 +576,7 @@ async fn a_streamed_job_killed_mid_epoch_resumes_from_its_stored_copy_after_the_
     run_reference("write_arrays.py", &[long.as_os_str(), "long".as_ref()]);
     let server = start();
     let mut c = connect(&server).await;
-    let reference = train(&mut c, long_arrays_spec()).await;
+    let reference = bounded("the reference job", train(&mut c, long_arrays_spec())).await;
     assert_eq!(
         statuses(&reference).last(),
         Some(&pb::JobStatus::Succeeded),
@@ -588,10 +588,13 @@ async fn a_streamed_job_killed_mid_epoch_resumes_from_its_stored_copy_after_the_
         .await
         .unwrap()
         .into_inner();
-    let seen = read_until(
-        &mut c,
-        &job.id,
-        |e| matches!(&e.kind, Some(Kind::Iteration(p)) if p.epoch >= 4 && p.iteration >= 30),
+    let seen = bounded(
+        "epoch 4 of the streamed job",
+        read_until(
+            &mut c,
+            &job.id,
+            |e| matches!(&e.kind, Some(Kind::Iteration(p)) if p.epoch >= 4 && p.iteration >= 30),
+        ),
     )
     .await;
     let (status, _) = server.stop("KILL");
@@ -602,8 +605,12 @@ async fn a_streamed_job_killed_mid_epoch_resumes_from_its_stored_copy_after_the_
     }
     let server = start();
     let mut c = connect(&server).await;
-    check_resumed_history(&mut c, &job.id, &seen, &reference).await;
-    let history = watch(&mut c, &job.id, 1).await;
+    bounded(
+        "the resumed job",
+        check_resumed_history(&mut c, &job.id, &seen, &reference),
+    )
+    .await;
+    let history = bounded("the resumed history", watch(&mut c, &job.id, 1)).await;
     assert!(
         history.iter().any(|e| matches!(&e.kind, Some(Kind::Status(s))
             if s.message.contains("streaming 8000 rows") && s.message.contains("shuffle buffer 500 rows"))),

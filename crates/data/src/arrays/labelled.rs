@@ -183,6 +183,14 @@ mod tests {
     use crate::arrays::{open_idx, open_npy, open_npz_member};
     use std::io::Write;
 
+    /// `x.npy` features with `y.npy` labels.
+    fn npy_pair(x: &std::path::Path, y: &std::path::Path) -> Result<LabelledArrays, ArrayError> {
+        LabelledArrays::new(
+            open_npy(x, "x.npy", "features").unwrap(),
+            open_npy(y, "y.npy", "labels").unwrap(),
+        )
+    }
+
     fn f32s(v: &[f32]) -> Vec<u8> {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
     }
@@ -201,11 +209,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(&y, npy_bytes("<i8", &[3], &i64s(&[7, 2, 7]))).unwrap();
-        let arrays = LabelledArrays::new(
-            open_npy(&x, "x.npy", "features").unwrap(),
-            open_npy(&y, "y.npy", "labels").unwrap(),
-        )
-        .unwrap();
+        let arrays = npy_pair(&x, &y).unwrap();
         let d = load_labelled(arrays).unwrap();
         assert_eq!(d.labels, vec!["2", "7"]);
         assert_eq!(d.targets, vec![1, 0, 1]);
@@ -221,11 +225,7 @@ mod tests {
         v[2 * 3 + 4] = f32::NAN; // row 1, [1, 1] of a [2, 3] image
         std::fs::write(&x, npy_bytes("<f4", &[2, 2, 3], &f32s(&v))).unwrap();
         std::fs::write(&y, npy_bytes("<i8", &[2], &i64s(&[0, 1]))).unwrap();
-        let arrays = LabelledArrays::new(
-            open_npy(&x, "x.npy", "features").unwrap(),
-            open_npy(&y, "y.npy", "labels").unwrap(),
-        )
-        .unwrap();
+        let arrays = npy_pair(&x, &y).unwrap();
         let e = load_labelled(arrays).err().unwrap().to_string();
         assert!(
             e.starts_with("x.npy: features[1, 1, 1]: NaN is not a finite number"),
@@ -234,11 +234,7 @@ mod tests {
 
         std::fs::write(&x, npy_bytes("<f4", &[2, 1], &f32s(&[0., 1.]))).unwrap();
         std::fs::write(&y, npy_bytes("<i8", &[2], &i64s(&[0, -3]))).unwrap();
-        let arrays = LabelledArrays::new(
-            open_npy(&x, "x.npy", "features").unwrap(),
-            open_npy(&y, "y.npy", "labels").unwrap(),
-        )
-        .unwrap();
+        let arrays = npy_pair(&x, &y).unwrap();
         let e = load_labelled(arrays).err().unwrap().to_string();
         assert!(
             e.starts_with("y.npy: labels[1]: class id -3 is out of range"),
@@ -246,23 +242,11 @@ mod tests {
         );
 
         std::fs::write(&y, npy_bytes("<i8", &[3], &i64s(&[0, 1, 1]))).unwrap();
-        let e = LabelledArrays::new(
-            open_npy(&x, "x.npy", "features").unwrap(),
-            open_npy(&y, "y.npy", "labels").unwrap(),
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let e = npy_pair(&x, &y).err().unwrap().to_string();
         assert!(e.contains("has 3 rows but 'features' (x.npy) has 2"), "{e}");
 
         std::fs::write(&y, npy_bytes("<f4", &[2], &f32s(&[0., 1.]))).unwrap();
-        let e = LabelledArrays::new(
-            open_npy(&x, "x.npy", "features").unwrap(),
-            open_npy(&y, "y.npy", "labels").unwrap(),
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let e = npy_pair(&x, &y).err().unwrap().to_string();
         assert!(e.contains("astype(int)"), "{e}");
     }
 
